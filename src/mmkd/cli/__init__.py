@@ -1,0 +1,1 @@
+"""The `mmkd` command line (the only package that imports typer)."""

@@ -1,0 +1,86 @@
+"""`mmkd`: the typer application. Subcommand modules each expose `register(app)`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmkd import __version__
+from mmkd import config as C
+from mmkd.cli import ui
+from mmkd.errors import MmkdError
+
+app = typer.Typer(
+    name="mmkd",
+    help="Multimodal knowledge distillation (KARMMA) on a feature cache.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        ui.console.print(f"mmkd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="More output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and results.")] = False,
+) -> None:
+    ui.state["verbosity"] = 0 if quiet else 2 if verbose else 1
+
+
+@app.command()
+def init(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory to create, e.g. runs/epic.")],
+    dataset: Annotated[str, typer.Option(help="epic100, ssv2, custom or demo.")],
+    annotations: Annotated[str, typer.Option(help="Folder or file with the official annotations.")] = "",
+    media_root: Annotated[str, typer.Option(help="Root of the raw media.")] = "",
+    config: Annotated[Path | None, typer.Option(help="A YAML file applied on top of the preset.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c (repeatable).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing mmkd.yaml.")] = False,
+) -> None:
+    """Write RUN_DIR/mmkd.yaml so later commands run there need no repeated arguments."""
+    target = run_dir / C.CONFIG_FILE
+    if target.exists() and not force:
+        raise MmkdError(f"{target} exists; pass --force to overwrite it")
+    cfg = C.run_preset(dataset)
+    if config is not None:
+        cfg = C.load(config)
+    cfg.data.dataset = dataset
+    if annotations:
+        cfg.data.annotations = str(Path(annotations).resolve())
+    if media_root:
+        cfg.data.media_root = str(Path(media_root).resolve())
+    cfg = C.apply_overrides(cfg, set_ or [])
+    cfg.validate()
+    C.save(cfg, target)
+    ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}; modalities "
+            f"{', '.join(cfg.data.modalities)})")
+
+
+# Subcommands: each module adds its commands (keep this list sorted; one line per module).
+_COMMAND_MODULES: list[str] = [
+]
+
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(f"mmkd.cli.{_name}").register(app)
+
+
+def main() -> None:
+    """Console entry point: user errors become one red line and exit code 2."""
+    try:
+        app()
+    except MmkdError as exc:
+        ui.err_console.print(f"[bold red]error:[/bold red] {exc}")
+        sys.exit(2)

@@ -1,0 +1,43 @@
+"""Finding the run directory and its resolved config, so commands need no repeated arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmkd import config as C
+from mmkd.errors import MmkdError
+
+
+@dataclass
+class Run:
+    dir: Path
+    cfg: C.RunConfig
+
+    @property
+    def cache_path(self) -> Path:
+        return self.dir / "cache.zarr"
+
+    @property
+    def manifest_dir(self) -> Path:
+        p = Path(self.cfg.data.manifest_dir)
+        return p if p.is_absolute() else self.dir / p
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.dir / "reports"
+
+
+def find_run(run_dir: Path | None, overrides: list[str] | None = None) -> Run:
+    """`run_dir` may be the run directory or its cache.zarr; default: the current directory."""
+    if run_dir is None:
+        run_dir = Path.cwd()
+    if run_dir.name.endswith(".zarr"):
+        run_dir = run_dir.parent
+    cfg_file = run_dir / C.CONFIG_FILE
+    if not cfg_file.exists():
+        raise MmkdError(f"{cfg_file} not found: run `mmkd init {run_dir} --dataset NAME ...` first, "
+                        "or pass --cache RUN_DIR")
+    cfg = C.load(cfg_file, overrides)
+    cfg.validate()
+    return Run(run_dir, cfg)

@@ -1,0 +1,53 @@
+"""Rich output shared by every command: one console, progress bars, tables, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+state = {"verbosity": 1}  # 0 quiet, 1 normal, 2 verbose
+
+
+def info(msg: str) -> None:
+    if state["verbosity"] >= 1:
+        console.print(msg)
+
+
+def debug(msg: str) -> None:
+    if state["verbosity"] >= 2:
+        console.print(f"[dim]{msg}[/dim]")
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, unit: str = "items") -> Iterator[Callable[[int], None]]:
+    """A rich progress bar (rate, ETA); yields `advance(n)` for library callbacks."""
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, disable=state["verbosity"] == 0, transient=False) as bar:
+        task = bar.add_task(description, total=total, rate="")
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
+
+        yield advance

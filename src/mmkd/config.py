@@ -1,0 +1,369 @@
+"""Typed run configuration: dataclasses, presets as functions, YAML + `--set` overrides, validate().
+
+A run directory holds one `mmkd.yaml` (a `RunConfig`). Presets are plain functions (no YAML
+inheritance): `epic100_teacher()` etc. return the paper's values from METHOD.md, `demo_*()` the
+built-in dataset's. Overrides apply on top (`--set student.train.lr_max=2e-4`) and `validate()`
+reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmkd.errors import ConfigError, MmkdError
+
+MODALITIES = ("video", "flow", "audio", "detection")
+MISSING_STRATEGIES = ("B1", "B2", "B3", "B4", "B5", "none")
+CONFIG_FILE = "mmkd.yaml"
+
+
+@dataclass
+class DataConfig:
+    """Where the dataset lives and which modalities/heads a run uses."""
+
+    dataset: str = "demo"  # a name in registry.datasets: epic100, ssv2, custom, demo
+    annotations: str = ""  # folder (or file) with the official annotation files
+    media_root: str = ""  # root of the raw media (EPIC layout, SSv2 webm folder, ...)
+    manifest_dir: str = "manifest"  # relative to the run dir unless absolute
+    modalities: list[str] = field(default_factory=lambda: ["video", "flow", "audio"])
+    heads: list[str] = field(default_factory=lambda: ["verb", "noun"])
+
+
+@dataclass
+class ClipConfig:
+    """One clip-sampling policy shared by all modalities of a sample."""
+
+    num_frames: int = 32
+    frame_stride: int = 2
+    sampling: str = "k400"  # k400: contiguous frames at a stride around the centre; uniform
+    audio_window_s: float = 1.0  # log-mel window around each sampled frame (audio teacher)
+
+
+@dataclass
+class ExtractConfig:
+    """Stage 1: frozen extractors over the media, written into the cache."""
+
+    theta: int = 300  # Θ-Average threshold (0 = keep all tokens)
+    batch_size: int = 8
+    workers: int = 2  # decode worker processes
+    device: str = "cpu"
+    shard_size: int = 128  # samples per Zarr shard (64–256)
+    strict: bool = False  # any media failure is fatal
+
+
+@dataclass
+class FusionConfig:
+    """Fusion block + MH-MLP (METHOD.md §2)."""
+
+    width: int = 768  # d
+    layers: int = 2  # l
+    heads: int = 8
+    attn_dropout: float = 0.3
+    missing_strategy: str = "B5"
+    mlp_hidden: int = 768
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation recipe (METHOD.md §4) and loss weights (§3)."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    lr_min: float = 1e-5
+    lr_max: float = 5e-4
+    warmup_epochs: float = 10
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    modality_dropout: float = 0.0
+    alpha: float = 0.7  # teacher: CE weight
+    beta: float = 0.3  # teacher: InfoNCE weight
+    tau: float = 0.1
+    gamma: float = 0.7  # student: CE weight
+    lambda_kl: float = 0.3  # student: KL weight
+    seed: int = 0
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+
+
+@dataclass
+class RecipeConfig:
+    """One model role (teacher or student): extractor per modality, fusion block, training."""
+
+    name: str = "teacher"
+    extractors: dict[str, str] = field(default_factory=dict)  # modality -> registry name
+    weights: dict[str, str] = field(default_factory=dict)  # modality -> local checkpoint
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class EvalConfig:
+    protocols: list[str] = field(default_factory=lambda: ["subsets", "missing-rate"])
+    missing_rates: list[float] = field(default_factory=lambda: [i / 10 for i in range(10)])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    split: str = "test"
+
+
+@dataclass
+class RunConfig:
+    """Everything a run directory needs; written as `mmkd.yaml` next to every output."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    teacher: RecipeConfig = field(default_factory=RecipeConfig)
+    student: RecipeConfig = field(default_factory=lambda: RecipeConfig(name="student"))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        """Raise ConfigError listing every problem (field, value, why, what is allowed)."""
+        problems = _problems(self)
+        if problems:
+            raise ConfigError(problems)
+
+
+# ----------------------------------------------------------------------------- presets
+def epic100_teacher() -> RecipeConfig:
+    """KARMMA_T on EPIC-KITCHENS-100: Swin-B (K400) for V, F and A; d=768, l=2."""
+    return RecipeConfig(
+        name="teacher",
+        extractors={"video": "swin3d_b", "flow": "swin3d_b", "audio": "swin3d_b_audio"},
+        fusion=FusionConfig(width=768, layers=2, heads=8, attn_dropout=0.3, mlp_hidden=768),
+        train=TrainConfig(epochs=100, batch_size=32, lr_min=1e-5, lr_max=5e-4, warmup_epochs=10,
+                          weight_decay=0.05, grad_clip=1.0, modality_dropout=0.0),
+    )
+
+
+def epic100_student() -> RecipeConfig:
+    """KARMMA_S on EPIC-KITCHENS-100: Swin-T for V and F, AST-Tiny for A; d=384, l=1."""
+    return RecipeConfig(
+        name="student",
+        extractors={"video": "swin3d_t", "flow": "swin3d_t", "audio": "ast_tiny"},
+        fusion=FusionConfig(width=384, layers=1, heads=8, attn_dropout=0.0, mlp_hidden=384),
+        train=TrainConfig(epochs=100, batch_size=6, lr_min=1e-5, lr_max=1e-4, warmup_epochs=10,
+                          weight_decay=0.01, grad_clip=2.0, modality_dropout=0.5),
+    )
+
+
+def ssv2_teacher() -> RecipeConfig:
+    """KARMMA_T on Something-Something v2: Swin-B for V and F, STLT (12 layers) for D."""
+    cfg = epic100_teacher()
+    cfg.extractors = {"video": "swin3d_b", "flow": "swin3d_b", "detection": "stlt_l12"}
+    return cfg
+
+
+def ssv2_student() -> RecipeConfig:
+    """KARMMA_S on Something-Something v2: Swin-T for V and F, STLT (9 layers) for D."""
+    cfg = epic100_student()
+    cfg.extractors = {"video": "swin3d_t", "flow": "swin3d_t", "detection": "stlt_l9"}
+    return cfg
+
+
+def demo_teacher() -> RecipeConfig:
+    """The built-in dataset's teacher: small extractors the demo trains itself, on CPU."""
+    return RecipeConfig(
+        name="teacher",
+        extractors={"video": "demo_swin3d_teacher", "flow": "demo_swin3d_teacher",
+                    "audio": "demo_swin3d_teacher_audio"},
+        fusion=FusionConfig(width=128, layers=2, heads=8, attn_dropout=0.1, mlp_hidden=128),
+        train=TrainConfig(epochs=30, batch_size=32, lr_min=1e-5, lr_max=1e-3, warmup_epochs=3,
+                          weight_decay=0.05, grad_clip=1.0),
+    )
+
+
+def demo_student() -> RecipeConfig:
+    """The built-in dataset's student: smaller extractors and fusion block."""
+    return RecipeConfig(
+        name="student",
+        extractors={"video": "demo_swin3d_student", "flow": "demo_swin3d_student",
+                    "audio": "demo_ast_student"},
+        fusion=FusionConfig(width=64, layers=1, heads=8, attn_dropout=0.0, mlp_hidden=64),
+        train=TrainConfig(epochs=30, batch_size=16, lr_min=1e-5, lr_max=1e-3, warmup_epochs=3,
+                          weight_decay=0.01, grad_clip=2.0, modality_dropout=0.5),
+    )
+
+
+PRESETS = {
+    "epic100_teacher": epic100_teacher,
+    "epic100_student": epic100_student,
+    "ssv2_teacher": ssv2_teacher,
+    "ssv2_student": ssv2_student,
+    "demo_teacher": demo_teacher,
+    "demo_student": demo_student,
+}
+
+
+def run_preset(dataset: str) -> RunConfig:
+    """The default RunConfig for a dataset name (custom datasets start from EPIC's recipes)."""
+    if dataset == "ssv2":
+        return RunConfig(
+            data=DataConfig(dataset="ssv2", modalities=["video", "flow", "detection"],
+                            heads=["action"]),
+            teacher=ssv2_teacher(), student=ssv2_student(),
+        )
+    if dataset == "demo":
+        return RunConfig(
+            data=DataConfig(dataset="demo"),
+            clip=ClipConfig(num_frames=16, frame_stride=2),
+            extract=ExtractConfig(theta=64, batch_size=16, shard_size=64),
+            teacher=demo_teacher(), student=demo_student(),
+        )
+    return RunConfig(data=DataConfig(dataset=dataset), teacher=epic100_teacher(),
+                     student=epic100_student())
+
+
+# ----------------------------------------------------------------------------- (de)serialise
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict; unknown keys are an error naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"{where or cls.__name__}: expected a mapping, got {data!r}"])
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError([f"{where + '.' if where else ''}{k}: unknown field (allowed: "
+                           f"{', '.join(sorted(names))})" for k in unknown])
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        (item_tp, *_) = typing.get_args(tp)
+        return [_coerce(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError([f"{path}: expected a mapping, got {value!r}"])
+        return {str(k): str(v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        return value
+    try:
+        if tp is bool and isinstance(value, str):
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ConfigError([f"{path}: {value!r} is not a valid {tp.__name__}"]) from None
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `a.b=c` overrides (values parsed as YAML scalars/lists) on top of `cfg`."""
+    data = to_dict(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. student.train.lr_max=2e-4"])
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError([f"--set {key}: {part!r} is not a config section"])
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError([f"--set {key}: unknown field {leaf!r} (allowed: "
+                               f"{', '.join(sorted(node))})"])
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    return from_dict(RunConfig, data)
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML RunConfig (missing sections keep their defaults) and apply overrides."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MmkdError(f"{path}: not valid YAML ({exc}); fix the file or re-run `mmkd init`") from None
+    base = run_preset(data.get("data", {}).get("dataset", "demo"))
+    merged = _merge(to_dict(base), data)
+    cfg = from_dict(RunConfig, merged)
+    return apply_overrides(cfg, overrides or [])
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) \
+            and k not in ("extractors", "weights") else v
+    return out
+
+
+def save(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the resolved config (every field, defaults included) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------- validation
+def _problems(cfg: RunConfig) -> list[str]:
+    p: list[str] = []
+
+    def check(ok: bool, field_: str, value: Any, why: str) -> None:
+        if not ok:
+            p.append(f"{field_} = {value!r}: {why}")
+
+    mods = cfg.data.modalities
+    check(bool(mods), "data.modalities", mods, "at least one modality is needed")
+    for m in mods:
+        check(m in MODALITIES, "data.modalities", m, f"allowed: {', '.join(MODALITIES)}")
+    check(len(set(mods)) == len(mods), "data.modalities", mods, "a modality is listed twice")
+    check(bool(cfg.data.heads), "data.heads", cfg.data.heads, "at least one label head is needed")
+    check(cfg.clip.num_frames > 0, "clip.num_frames", cfg.clip.num_frames, "must be > 0")
+    check(cfg.clip.frame_stride > 0, "clip.frame_stride", cfg.clip.frame_stride, "must be > 0")
+    check(cfg.clip.sampling in ("k400", "uniform"), "clip.sampling", cfg.clip.sampling,
+          "allowed: k400, uniform")
+    check(cfg.extract.theta >= 0, "extract.theta", cfg.extract.theta, "must be >= 0 (0 = no Θ-Average)")
+    check(cfg.extract.batch_size > 0, "extract.batch_size", cfg.extract.batch_size, "must be > 0")
+    check(cfg.extract.workers >= 0, "extract.workers", cfg.extract.workers, "must be >= 0")
+    check(cfg.extract.device.split(":")[0] in ("cpu", "cuda"), "extract.device", cfg.extract.device,
+          "allowed: cpu, cuda, cuda:N")
+    check(1 <= cfg.extract.shard_size <= 4096, "extract.shard_size", cfg.extract.shard_size,
+          "samples per shard; 64–256 is recommended")
+    for role in (cfg.teacher, cfg.student):
+        r = role.name
+        for m in mods:
+            check(m in role.extractors, f"{r}.extractors", sorted(role.extractors),
+                  f"no extractor for modality {m!r}; set {r}.extractors.{m}=NAME")
+        f, t = role.fusion, role.train
+        check(f.width > 0 and f.width % f.heads == 0, f"{r}.fusion.width", f.width,
+              f"must be a positive multiple of fusion.heads ({f.heads})")
+        check(f.layers >= 1, f"{r}.fusion.layers", f.layers, "must be >= 1")
+        check(0 <= f.attn_dropout < 1, f"{r}.fusion.attn_dropout", f.attn_dropout, "must be in [0, 1)")
+        check(f.missing_strategy in MISSING_STRATEGIES, f"{r}.fusion.missing_strategy",
+              f.missing_strategy, f"allowed: {', '.join(MISSING_STRATEGIES)}")
+        check(t.epochs >= 1, f"{r}.train.epochs", t.epochs, "must be >= 1")
+        check(t.batch_size >= 1, f"{r}.train.batch_size", t.batch_size, "must be >= 1")
+        check(0 < t.lr_min <= t.lr_max, f"{r}.train.lr_min", t.lr_min, f"must be in (0, lr_max={t.lr_max}]")
+        check(0 <= t.warmup_epochs <= t.epochs, f"{r}.train.warmup_epochs", t.warmup_epochs,
+              f"must be in [0, epochs={t.epochs}]")
+        check(t.weight_decay >= 0, f"{r}.train.weight_decay", t.weight_decay, "must be >= 0")
+        check(t.grad_clip > 0, f"{r}.train.grad_clip", t.grad_clip, "must be > 0")
+        check(0 <= t.modality_dropout < 1, f"{r}.train.modality_dropout", t.modality_dropout,
+              "must be in [0, 1)")
+        check(t.tau > 0, f"{r}.train.tau", t.tau, "must be > 0")
+        check(t.precision in ("auto", "fp32", "bf16"), f"{r}.train.precision", t.precision,
+              "allowed: auto, fp32, bf16")
+    for rate in cfg.eval.missing_rates:
+        check(0 <= rate < 1, "eval.missing_rates", rate, "each rate must be in [0, 1)")
+    check(len(cfg.eval.seeds) >= 1, "eval.seeds", cfg.eval.seeds, "at least one seed")
+    return p

@@ -1,0 +1,128 @@
+"""The manifest format: one JSON record per sample (action segment), one JSONL file per split.
+
+A manifest folder holds `meta.json` (format version, dataset, label heads with class counts,
+media root, how it was built) and `<split>.jsonl`. Every later stage reads samples only through
+this module, so the official formats are parsed in exactly one place (the builders).
+
+Media locations are stored relative to `meta.media_root` (absolute paths are kept as given), so a
+manifest moves between machines by editing one field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmkd.errors import MmkdError
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+
+
+@dataclass
+class Sample:
+    """One action segment.
+
+    `start_frame`/`stop_frame` index the RGB frames (1-based, EPIC convention) at `fps`.
+    `media` maps a modality to where its data lives, e.g.
+      video:     {"path": "P01/videos/P01_11.MP4"}
+      rgb:       {"dir": "P01/rgb_frames/P01_11", "template": "frame_%010d.jpg"}
+      flow:      {"dir": "P01/flow_frames/P01_11", "template": "frame_%010d.jpg", "stride": 2}
+      audio:     {"path": "EPIC_audio.hdf5", "key": "P01_11", "sample_rate": 24000}
+                 or {"path": "P01/audio/P01_11.wav"}
+      detection: {"path": "boxes.json", "key": "P01_11", "width": 456, "height": 256, "fps": 12}
+    """
+
+    sample_id: str
+    video_id: str
+    split: str
+    labels: dict[str, int]
+    participant: str | None = None
+    unseen: bool | None = None
+    start_s: float | None = None
+    stop_s: float | None = None
+    start_frame: int | None = None
+    stop_frame: int | None = None
+    fps: float | None = None
+    narration: str | None = None
+    media: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ManifestMeta:
+    dataset: str
+    heads: dict[str, int]  # head name -> number of classes
+    media_root: str = ""
+    splits: list[str] = field(default_factory=list)
+    command: str = ""  # the exact command that built it
+    seed: int | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+
+def write_manifest(out_dir: str | Path, meta: ManifestMeta, splits: dict[str, list[Sample]]) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta.splits = list(splits)
+    for name, samples in splits.items():
+        with open(out / f"{name}.jsonl", "w") as fh:
+            for s in samples:
+                fh.write(json.dumps(dataclasses.asdict(s), separators=(",", ":")) + "\n")
+    (out / META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2) + "\n")
+    return out
+
+
+def read_meta(manifest_dir: str | Path) -> ManifestMeta:
+    path = Path(manifest_dir) / META_FILE
+    if not path.exists():
+        raise MmkdError(f"{path}: no manifest here; build one with `mmkd manifest ...`")
+    data = json.loads(path.read_text())
+    if data.get("format_version") != FORMAT_VERSION:
+        raise MmkdError(f"{path}: manifest format {data.get('format_version')} is not "
+                        f"{FORMAT_VERSION}; rebuild it with `mmkd manifest ...`")
+    return ManifestMeta(**data)
+
+
+def read_split(manifest_dir: str | Path, split: str) -> list[Sample]:
+    path = Path(manifest_dir) / f"{split}.jsonl"
+    if not path.exists():
+        raise MmkdError(f"{path}: split {split!r} not in this manifest (have: "
+                        f"{', '.join(read_meta(manifest_dir).splits)})")
+    out = []
+    with open(path) as fh:
+        for line_no, line in enumerate(fh, 1):
+            try:
+                out.append(Sample(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise MmkdError(f"{path}:{line_no}: not a manifest record ({exc}); "
+                                "rebuild the manifest with `mmkd manifest ...`") from None
+    return out
+
+
+def read_all(manifest_dir: str | Path) -> tuple[ManifestMeta, list[Sample]]:
+    """All splits concatenated in meta order: the cache's sample order."""
+    meta = read_meta(manifest_dir)
+    return meta, [s for split in meta.splits for s in read_split(manifest_dir, split)]
+
+
+def resolve(meta: ManifestMeta, rel: str, manifest_dir: str | Path | None = None) -> Path:
+    """Absolute path of a media location (relative to media_root, itself relative to the manifest)."""
+    p = Path(rel)
+    if p.is_absolute():
+        return p
+    root = Path(meta.media_root)
+    if not root.is_absolute() and manifest_dir is not None:
+        root = Path(manifest_dir) / root
+    return root / p
+
+
+def manifest_hash(samples: list[Sample]) -> str:
+    """sha256 over the records: the cache refuses tokens built from another manifest."""
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(json.dumps(dataclasses.asdict(s), sort_keys=True).encode())
+    return h.hexdigest()

@@ -1,0 +1,64 @@
+import pytest
+
+from mmkd import config as C
+from mmkd.errors import ConfigError
+
+
+def test_paper_presets_match_method_md():
+    t, s = C.epic100_teacher(), C.epic100_student()
+    assert (t.fusion.width, t.fusion.layers, t.fusion.heads, t.fusion.attn_dropout) == (768, 2, 8, 0.3)
+    assert (s.fusion.width, s.fusion.layers, s.fusion.attn_dropout) == (384, 1, 0.0)
+    assert (t.train.batch_size, t.train.weight_decay, t.train.grad_clip, t.train.lr_max) == (32, 0.05, 1.0, 5e-4)
+    assert (s.train.batch_size, s.train.weight_decay, s.train.grad_clip, s.train.lr_max) == (6, 0.01, 2.0, 1e-4)
+    assert (t.train.alpha, t.train.beta, t.train.tau) == (0.7, 0.3, 0.1)
+    assert (s.train.gamma, s.train.lambda_kl, s.train.modality_dropout) == (0.7, 0.3, 0.5)
+    assert C.ssv2_teacher().extractors["detection"] == "stlt_l12"
+    assert C.ssv2_student().extractors["detection"] == "stlt_l9"
+    for name in ("epic100", "ssv2", "demo", "custom"):
+        C.run_preset(name).validate()
+
+
+def test_overrides_are_typed():
+    cfg = C.apply_overrides(C.run_preset("epic100"), [
+        "student.train.lr_max=2e-4", "data.modalities=[video,audio]", "extract.strict=true",
+        "teacher.extractors.video=swin3d_t",
+    ])
+    assert cfg.student.train.lr_max == pytest.approx(2e-4)
+    assert cfg.data.modalities == ["video", "audio"]
+    assert cfg.extract.strict is True
+    assert cfg.teacher.extractors["video"] == "swin3d_t"
+
+
+def test_unknown_override_names_the_field():
+    with pytest.raises(ConfigError, match="unknown field 'lr'"):
+        C.apply_overrides(C.RunConfig(), ["student.train.lr=1"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        C.apply_overrides(C.RunConfig(), ["student.train.lr_max"])
+
+
+def test_validate_reports_every_problem_at_once():
+    cfg = C.run_preset("epic100")
+    cfg.data.modalities = ["video", "smell"]
+    cfg.student.fusion.width = 100
+    cfg.teacher.train.lr_min = 1.0
+    with pytest.raises(ConfigError) as exc:
+        cfg.validate()
+    msgs = "\n".join(exc.value.problems)
+    assert len(exc.value.problems) >= 3
+    assert "smell" in msgs and "student.fusion.width = 100" in msgs and "teacher.train.lr_min" in msgs
+
+
+def test_yaml_roundtrip(tmp_path):
+    cfg = C.run_preset("ssv2")
+    cfg.student.train.epochs = 7
+    path = C.save(cfg, tmp_path / "mmkd.yaml")
+    back = C.load(path, ["eval.seeds=[4,5,6]"])
+    assert back.student.train.epochs == 7 and back.data.heads == ["action"]
+    assert back.eval.seeds == [4, 5, 6]
+    assert back.teacher.extractors == cfg.teacher.extractors
+
+
+def test_bad_value_type_is_reported(tmp_path):
+    (tmp_path / "mmkd.yaml").write_text("extract:\n  batch_size: lots\n")
+    with pytest.raises(ConfigError, match="extract.batch_size: 'lots' is not a valid int"):
+        C.load(tmp_path / "mmkd.yaml")

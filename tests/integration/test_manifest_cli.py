@@ -1,0 +1,115 @@
+"""`mmkd manifest epic100|ssv2|custom` through the real CLI on tiny files the test writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mmkd.cli.app import app
+from mmkd.datasets.manifest import read_all
+
+COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp",
+           "start_timestamp", "stop_timestamp", "start_frame", "stop_frame", "narration", "verb",
+           "verb_class", "noun", "noun_class", "all_nouns", "all_noun_classes"]
+NOUNS = ["tap", "pan", "lid", "fork", "oven"]
+
+
+def _write(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _row(vid: str, i: int, noun: int) -> list:
+    start = 3 * i
+    return [f"{vid}_{i}", vid[:3], vid, f"00:00:{start:02d}.100", f"00:00:{start:02d}.00",
+            f"00:00:{start + 2:02d}.50", max(1, start * 60), (start + 2) * 60 + 30,
+            f"open {NOUNS[noun]}", "open", 0, NOUNS[noun], noun, f"['{NOUNS[noun]}']", f"[{noun}]"]
+
+
+def _epic(folder: Path) -> Path:
+    """Train uses nouns 0..2; validation adds oven (4, twice) and fork (3, once): pruned."""
+    folder.mkdir()
+    _write(folder / "EPIC_100_train.csv", COLUMNS, [_row("P01_01", i, i % 3) for i in range(20)])
+    _write(folder / "EPIC_100_validation.csv", COLUMNS,
+           [_row("P03_01", i, n) for i, n in enumerate([0, 4, 1, 4, 3, 2])])
+    _write(folder / "EPIC_100_verb_classes.csv", ["id", "key", "instances", "category"],
+           [[0, "open", "['open']", "access"], [1, "close", "['close']", "block"]])
+    _write(folder / "EPIC_100_noun_classes.csv", ["id", "key", "instances", "category"],
+           [[i, n, f"['{n}']", "misc"] for i, n in enumerate(NOUNS)])
+    _write(folder / "EPIC_100_video_info.csv", ["video_id", "duration", "fps", "resolution"],
+           [["P01_01", 90.0, 59.94, "456x256"], ["P03_01", 30.0, 59.94, "456x256"]])
+    _write(folder / "EPIC_100_unseen_participant_ids_validation.csv", ["participant_id"], [["P03"]])
+    return folder
+
+
+def test_epic100_through_the_cli(tmp_path):
+    ann = _epic(tmp_path / "annotations")
+    media = tmp_path / "media"
+    (media / "P01" / "videos").mkdir(parents=True)
+    (media / "P01" / "videos" / "P01_01.MP4").write_bytes(b"")
+    out = tmp_path / "manifests" / "epic100"
+    result = CliRunner().invoke(app, ["manifest", "epic100", "--annotations", str(ann),
+                                      "--media-root", str(media), "--seed", "3",
+                                      "--check-media", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "pruned test: dropped 3 samples" in text and "fork (3): 1, oven (4): 2" in text
+    assert "missing media" in text and "frame folder missing" in text
+    meta, samples = read_all(out)
+    assert [len([s for s in samples if s.split == k]) for k in meta.splits] == [18, 2, 3]
+    assert meta.command == (f"mmkd manifest epic100 --annotations {ann} --media-root {media} "
+                            f"--seed 3 --check-media --out {out}")
+    assert all(s.unseen for s in samples if s.split == "test")
+    problems = list(csv.DictReader(open(out / "media_problems.csv")))
+    # 23 samples × (rgb, flow, audio) + the 3 test samples' video (P03_01.MP4 absent)
+    assert len(problems) == 23 * 3 + 3
+    assert {p["sample_id"] for p in problems if p["modality"] == "video"} == {
+        "P03_01_0", "P03_01_2", "P03_01_5"}
+
+
+def test_bad_input_is_one_red_line_and_exit_2(tmp_path):
+    ann = _epic(tmp_path / "annotations")
+    rows = list(csv.reader(open(ann / "EPIC_100_train.csv")))
+    rows[5][4] = "00:00:1.5"
+    _write(ann / "EPIC_100_train.csv", rows[0], rows[1:])
+    mmkd = Path(sys.executable).with_name("mmkd")
+    proc = subprocess.run([str(mmkd), "manifest", "epic100", "--annotations", str(ann), "--out",
+                           str(tmp_path / "m")], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "1000"})  # rich wraps at the width
+    assert proc.returncode == 2
+    err = " ".join(proc.stderr.split())
+    assert f"error: {ann / 'EPIC_100_train.csv'}:6: column 'start_timestamp': '00:00:1.5' is not" in err
+    assert "write it like 00:01:02.35" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_ssv2_and_custom_through_the_cli(tmp_path):
+    (tmp_path / "labels.json").write_text(json.dumps({"Opening something": "0",
+                                                      "Closing something": "1"}))
+    for name, entries in (("train", [("1", "Opening [something]"), ("2", "Closing [something]")]),
+                          ("validation", [("3", "Closing [something]")])):
+        (tmp_path / f"something-something-v2-{name}.json").write_text(json.dumps(
+            [{"id": i, "label": t, "template": t, "placeholders": ["box"]} for i, t in entries]))
+    result = CliRunner().invoke(app, [
+        "manifest", "ssv2", "--labels", str(tmp_path / "labels.json"), "--annotations",
+        str(tmp_path / "something-something-v2-train.json"),
+        str(tmp_path / "something-something-v2-validation.json"), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    meta, samples = read_all(tmp_path / "s")
+    assert meta.splits == ["train", "val"] and [s.labels["action"] for s in samples] == [0, 1, 1]
+
+    _write(tmp_path / "mine.csv", ["sample_id", "video_id", "split", "video", "label_action"],
+           [["x1", "v1", "train", "v1.mp4", "jump"], ["x2", "v2", "test", "v2.mp4", "sit"]])
+    result = CliRunner().invoke(app, ["manifest", "custom", "--csv", str(tmp_path / "mine.csv"),
+                                      "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    meta, _ = read_all(tmp_path / "c")
+    assert meta.classes == {"action": ["jump", "sit"]} and meta.splits == ["train", "test"]

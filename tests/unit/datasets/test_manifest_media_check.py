@@ -1,0 +1,60 @@
+"""`--check-media`: one row per missing (sample, modality), never an exception."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+from test_epic100_fixture_format import write_epic
+
+from mmkd.datasets import epic100
+from mmkd.datasets.manifest import ManifestMeta, Sample, media_path, read_all
+from mmkd.datasets.media_check import check_media
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+
+
+def test_epic_media_rows(tmp_path):
+    ann = write_epic(tmp_path / "ann")
+    root = tmp_path / "media"
+    root.mkdir()
+    with h5py.File(root / "EPIC_audio.hdf5", "w") as f:
+        f.create_dataset("P01_01", data=np.zeros(4, np.float32))
+    report = epic100.build_epic100(ann, root, tmp_path / "m", check_media=True)
+    assert len(report.media_problems) == 45 * 4 - 20  # nothing on disk but P01_01 audio
+    assert {p.modality for p in report.media_problems} == {"video", "rgb", "flow", "audio"}
+    audio = {p.sample_id: p.problem for p in report.media_problems if p.modality == "audio"}
+    assert "P01_01_0" not in audio and audio["P01_101_0"] == "no dataset 'P01_101' in the HDF5 file"
+
+    meta, samples = read_all(tmp_path / "m")
+    s = next(s for s in samples if s.sample_id == "P01_01_3")  # 6.0–7.5 s: RGB 360..450
+    _touch(root / "P01/videos/P01_01.MP4")
+    for idx in (360, 450):
+        _touch(root / f"P01/rgb_frames/P01_01/frame_{idx:010d}.jpg")
+    for d in "uv":  # flow frame of RGB r = (r - 1) // 2 + 1; last checked RGB frame 448
+        for idx in (180, 224):
+            _touch(root / f"P01/flow_frames/P01_01/{d}/frame_{idx:010d}.jpg")
+    assert check_media(meta, [s], tmp_path / "m") == []
+    (root / "P01/flow_frames/P01_01/v/frame_0000000224.jpg").unlink()
+    (root / "P01/rgb_frames/P01_01/frame_0000000450.jpg").unlink()
+    rows = check_media(meta, [s], tmp_path / "m")
+    assert [(r.modality, r.problem) for r in rows] == [("rgb", "frame 450 missing"),
+                                                       ("flow", "frame 224 missing")]
+    assert rows[1].path == str(root / "P01/flow_frames/P01_01/v/frame_0000000224.jpg")
+
+
+def test_detection_and_progress(tmp_path):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"7": [{"name": "7/0001.jpg", "labels": []}]}))
+    meta = ManifestMeta("x", {"action": 2}, media_root=str(tmp_path))
+    rel = media_path(boxes, tmp_path)
+    samples = [Sample(k, k, "val", {"action": 0}, media={"detection": {"path": rel, "key": k}})
+               for k in ("7", "8")]
+    seen = []
+    rows = check_media(meta, samples, progress=seen.append)
+    assert [(r.sample_id, r.problem) for r in rows] == [("8", "no boxes for '8'")]
+    assert seen == [1, 1]

@@ -70,8 +70,10 @@ def init(
 
 # Subcommands: each module adds its commands (keep this list sorted; one line per module).
 _COMMAND_MODULES: list[str] = [
+    "cache",
     "flow",
     "manifest",
+    "slurm",
 ]
 
 

@@ -1,0 +1,89 @@
+"""`CacheBatches`: the stage-2 training loader, shuffled minibatches straight from the cache.
+
+Why not a torch DataLoader with workers: on a few cores worker processes add a copy and fight
+the training loop for CPU (PERFORMANCE.md), so reads happen in the calling thread into tensors
+allocated once and reused for every batch (a consumer that keeps a batch must clone it).
+`tokens_dtype=torch.float16` skips the CPU conversion (half the bytes to copy to a GPU, which
+converts them for free). Samples of a batch are read in index order (sequential within shards); the batch order itself
+is shuffled per epoch with `seed + epoch`, and DDP ranks take disjoint strided slices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mmkd.cache.shard_format import aligned_empty
+from mmkd.errors import MmkdError
+
+if TYPE_CHECKING:
+    from mmkd.cache.store import Cache
+
+
+class CacheBatches:
+    """Iterable of batch dicts: index, tokens/present per modality, labels, teacher logits."""
+
+    def __init__(self, cache: Cache, features: dict[str, str], split: str, batch_size: int,
+                 shuffle: bool, seed: int, teacher_id: str | None = None, in_ram: bool = False,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1,
+                 tokens_dtype: torch.dtype = torch.float32):
+        if batch_size < 1:
+            raise MmkdError(f"batch_size={batch_size}: must be >= 1")
+        if not 0 <= rank < world_size:
+            raise MmkdError(f"rank {rank} is outside world_size {world_size}")
+        if not features:
+            raise MmkdError("CacheBatches needs at least one modality -> extractor")
+        self.cache, self.split, self.batch_size = cache, split, batch_size
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.indices = cache.indices(split)
+        self.readers = {m: cache.feature_reader(m, e, in_ram=in_ram) for m, e in features.items()}
+        for r in self.readers.values():
+            r.check_done(self.indices)  # fail now, not mid-epoch
+        self.labels = {h: torch.from_numpy(cache.labels(h)) for h in cache.heads}
+        self.teacher = ({h: torch.from_numpy(cache.teacher_logits(teacher_id, h))
+                         for h in cache.heads} if teacher_id is not None else None)
+        if tokens_dtype not in (torch.float32, torch.float16):
+            raise MmkdError(f"tokens_dtype {tokens_dtype}: use torch.float32 or torch.float16")
+        np_dtype = np.float32 if tokens_dtype == torch.float32 else np.float16
+        self._tokens = {m: torch.from_numpy(aligned_empty((batch_size, r.theta, r.dim), np_dtype))
+                        for m, r in self.readers.items()}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _rank_indices(self) -> np.ndarray:
+        idx = self.indices
+        if self.shuffle:
+            idx = idx[np.random.default_rng([self.seed, self.epoch]).permutation(len(idx))]
+        if self.world_size > 1:  # equal share per rank, like DistributedSampler
+            per = len(idx) // self.world_size if self.drop_last else -(-len(idx) // self.world_size)
+            total = per * self.world_size
+            idx = np.resize(idx, total) if total > len(idx) else idx[:total]
+            idx = idx[self.rank::self.world_size]
+        return idx
+
+    def __len__(self) -> int:
+        n = len(self._rank_indices()) if self.world_size > 1 else len(self.indices)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        idx = self._rank_indices()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            batch_idx = np.sort(idx[start:start + self.batch_size])
+            b = len(batch_idx)
+            index = torch.from_numpy(batch_idx)
+            tokens, present = {}, {}
+            for m, r in self.readers.items():
+                out = self._tokens[m][:b]
+                present[m] = torch.from_numpy(r.read(batch_idx, out))
+                tokens[m] = out
+            batch: dict[str, Any] = {
+                "index": index, "tokens": tokens, "present": present,
+                "labels": {h: lab[index] for h, lab in self.labels.items()}}
+            if self.teacher is not None:
+                batch["teacher_logits"] = {h: t[index] for h, t in self.teacher.items()}
+            yield batch

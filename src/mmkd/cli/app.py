@@ -74,6 +74,7 @@ _COMMAND_MODULES: list[str] = [
     "flow",
     "manifest",
     "slurm",
+    "train",
 ]
 
 

@@ -1,0 +1,343 @@
+"""The one training loop for teacher, students and baselines (the method object owns the loss).
+
+The whole step, nanoGPT style, is `_train_step` below: forward + loss by the method (bf16
+autocast on CUDA), a finiteness check agreed by all ranks, backward, gradient clipping, AdamW.
+Around it: the paper's schedule (lr linearly lr_min → lr_max over `warmup_epochs`, then cosine
+back to lr_min, updated every step), validation after every epoch with the best epoch kept,
+metrics as JSONL, and an exact resume: the last checkpoint holds model, optimizer, per-rank RNG
+states and the position in the epoch, and the loader's order is a function of (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mmkd.errors import MmkdError
+from mmkd.train import checkpoint as ckpt
+from mmkd.train import distributed as D
+
+if TYPE_CHECKING:
+    from mmkd.config import TrainConfig
+    from mmkd.models import FusionModel
+    from mmkd.train.methods import Method, StepOutput
+
+
+class NonFiniteLossError(MmkdError):
+    """Training stopped on a NaN/inf loss or gradient; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainEvent:
+    """What a progress callback receives after every step (phase "train") and epoch ("epoch")."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    step: int  # global step, 1-based after the step
+    total_steps: int
+    samples: int = 0  # samples in this step (the global batch)
+    loss: float = float("nan")  # running mean over the epoch so far
+    acc: float = float("nan")  # running accuracy (all heads right) over the epoch so far
+    samples_per_s: float = 0.0
+    lr: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)  # epoch summary (phase "epoch")
+
+
+ProgressFn = Callable[[TrainEvent], None]
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    best_epoch: int
+    best: dict[str, float]  # validation (or, without one, training) metrics of the best epoch
+    last: dict[str, float]  # the final epoch's metrics record
+    resumed_from: dict[str, int] | None  # {"epoch", "step"} when the run continued a checkpoint
+
+
+def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Linear warm-up lr_min → lr_max over warmup_epochs, then cosine back to lr_min."""
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch
+    if step < warmup:
+        return cfg.lr_min + (cfg.lr_max - cfg.lr_min) * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr_max - cfg.lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: FusionModel, cfg: TrainConfig) -> torch.optim.AdamW:
+    skip = model.no_weight_decay()
+    decay = [p for n, p in model.named_parameters() if n not in skip]
+    no_decay = [p for n, p in model.named_parameters() if n in skip]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr_min)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA (precision auto/bf16); fp32 everywhere else."""
+    if device.type == "cuda" and precision in ("auto", "bf16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    if device.type == "cpu":
+        return batch
+    return {k: ({kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
+                if isinstance(v, dict) else v.to(device, non_blocking=True))
+            for k, v in batch.items()}
+
+
+class EpochStats:
+    """Running sums of one epoch (sample-weighted), restorable from a step checkpoint."""
+
+    def __init__(self, sums: dict[str, float] | None = None):
+        self.sums: dict[str, float] = dict(sums or {})
+
+    def add(self, n: int, loss: torch.Tensor, parts: dict[str, torch.Tensor],
+            correct: dict[str, torch.Tensor]) -> None:
+        vals = {"n": float(n), "loss": float(loss) * n,
+                **{f"loss_{k}": float(v) * n for k, v in parts.items()},
+                **{f"correct_{k}": float(v) for k, v in correct.items()}}
+        for k, v in vals.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def means(self) -> dict[str, float]:
+        n = max(self.sums.get("n", 0.0), 1.0)
+        out = {}
+        for k, v in self.sums.items():
+            if k.startswith("correct_"):
+                out["acc" if k == "correct_all" else "acc_" + k[8:]] = v / n
+            elif k != "n":
+                out[k] = v / n
+        return out
+
+
+def correct_counts(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]
+                   ) -> dict[str, torch.Tensor]:
+    """Per head and `all` (every head right; EPIC's action accuracy) top-1 hit counts."""
+    hits = {h: logits[h].argmax(-1) == labels[h] for h in logits}
+    every = torch.stack(list(hits.values())).all(0)
+    return {**{h: v.sum() for h, v in hits.items()}, "all": every.sum()}
+
+
+def _train_step(method: Method, model, batch: dict, epoch: int, optimizer, cfg: TrainConfig,
+                amp) -> StepOutput:
+    with amp:
+        out = method.training_step(model, batch, epoch)
+    finite = torch.isfinite(out.loss.detach()).float()
+    if float(D.all_reduce_sum(finite)) < D.rank_world()[1]:
+        raise NonFiniteLossError(f"loss is {float(out.loss.detach()):.4g} ({_fmt(out.parts)})")
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+    if not math.isfinite(grad_norm):
+        raise NonFiniteLossError(f"gradient norm is {grad_norm}")
+    optimizer.step()
+    return out
+
+
+def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: TrainConfig,
+        out_dir: str | Path, meta: dict[str, Any], device: str | torch.device = "cpu",
+        progress: ProgressFn | None = None, resume: bool = True,
+        checkpoint_every: int = 0) -> FitResult:
+    """Train `model` with `method`; write checkpoints, meta and metrics into `out_dir`.
+
+    `meta` (resolved config, cache provenance, ...) is stored with every best checkpoint.
+    `checkpoint_every` > 0 also saves the training state every that many steps, so a kill
+    loses at most that many steps (the epoch end always saves). `val_batches` None: the last
+    epoch is kept as "best".
+    """
+    out_dir, device = Path(out_dir), torch.device(device)
+    meta = {"model": model.spec.to_dict(), **meta}
+    rank, world = D.rank_world()
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise MmkdError(f"the training split has fewer samples than one batch "
+                        f"(batch_size={cfg.batch_size}); lower train.batch_size")
+    total_steps = cfg.epochs * steps_per_epoch
+    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_acc": -1.0,
+                             "best_epoch": -1, "best": {}, "sums": {},
+                             "steps_per_epoch": steps_per_epoch, "world_size": world,
+                             "fingerprint": meta.get("fingerprint", ""), "last": {}}
+    last_path, resumed = out_dir / ckpt.LAST, None
+    if resume and last_path.exists():
+        state = _resume(last_path, model, optimizer, state, rank, world, device)
+        resumed = {"epoch": state["epoch"], "step": state["step_in_epoch"]}
+        if rank == 0:
+            _truncate_metrics(out_dir / ckpt.METRICS, state["epoch"])
+    elif rank == 0:
+        (out_dir / ckpt.METRICS).unlink(missing_ok=True)  # a fresh start replaces the old log
+    train_model = (torch.nn.parallel.DistributedDataParallel(model) if D.is_distributed()
+                   else model)
+    amp = autocast_for(device, cfg.precision)
+    lr = cfg.lr_min
+    for epoch in range(state["epoch"], cfg.epochs):
+        train_batches.set_epoch(epoch)
+        model.train()
+        stats = EpochStats(state["sums"])  # non-empty only when resuming inside this epoch
+        t0, seen = time.perf_counter(), 0
+        for i, batch in enumerate(train_batches):
+            if i < state["step_in_epoch"]:
+                continue  # resume inside an epoch: the order is a function of (seed, epoch)
+            lr = lr_at(state["global_step"], steps_per_epoch, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = to_device(batch, device)
+            try:
+                out = _train_step(method, train_model, batch, epoch, optimizer, cfg, amp)
+            except NonFiniteLossError as exc:
+                raise NonFiniteLossError(
+                    f"{exc} at epoch {epoch + 1}, step {i + 1}: training stopped; the last good "
+                    f"checkpoint is kept in {last_path} (epoch {state['epoch']}). Check the "
+                    "features with `mmkd cache verify`, or lower train.lr_max") from None
+            n = batch["index"].shape[0]
+            stats.add(n, out.loss.detach(), out.parts, correct_counts(out.logits, batch["labels"]))
+            state.update(global_step=state["global_step"] + 1, step_in_epoch=i + 1)
+            seen += n * world
+            if checkpoint_every and state["global_step"] % checkpoint_every == 0 \
+                    and state["step_in_epoch"] < steps_per_epoch:
+                _save_last(last_path, model, optimizer, {**state, "sums": stats.sums}, rank)
+            g = _global_sums(stats)  # a collective: every rank runs it, with or without a callback
+            if progress is not None:
+                progress(TrainEvent("train", epoch + 1, cfg.epochs, state["global_step"],
+                                    total_steps, samples=n * world, loss=g["loss"] / g["n"],
+                                    acc=g["correct_all"] / g["n"],
+                                    samples_per_s=seen / (time.perf_counter() - t0), lr=lr))
+        epoch_s = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "step": state["global_step"], "lr": lr,
+                  "time_s": round(epoch_s, 3), "samples_per_s": seen / epoch_s,
+                  **{f"train_{k}": v for k, v in EpochStats(_global_sums(stats)).means().items()}}
+        if val_batches is not None:
+            record.update({f"val_{k}": v for k, v in
+                           evaluate(method, model, val_batches, device, cfg.precision).items()})
+        score = record.get("val_acc", record["train_acc"])
+        if val_batches is None or score > state["best_acc"]:
+            state.update(best_acc=score, best_epoch=epoch + 1, best=record)
+            if rank == 0:
+                ckpt.save_best(out_dir, model, {
+                    **meta, "epoch": epoch + 1, "metrics": record,
+                    "selected_by": "val_acc" if val_batches is not None else "last epoch"})
+        if rank == 0:
+            with open(out_dir / ckpt.METRICS, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        state.update(epoch=epoch + 1, step_in_epoch=0, sums={}, last=record)
+        _save_last(last_path, model, optimizer, state, rank)
+        if progress is not None:
+            progress(TrainEvent("epoch", epoch + 1, cfg.epochs, state["global_step"], total_steps,
+                                loss=record["train_loss"], acc=record["train_acc"], lr=lr,
+                                metrics=record))
+    return FitResult(out_dir=out_dir, best_epoch=state["best_epoch"], best=state["best"],
+                     last=state["last"], resumed_from=resumed)
+
+
+@torch.no_grad()
+def evaluate(method: Method, model: FusionModel, batches, device: str | torch.device = "cpu",
+             precision: str = "auto") -> dict[str, float]:
+    """CE loss and top-1 accuracy (per head and all heads right) with every cached modality.
+
+    Under DDP each rank evaluates its share; per-sample results are gathered and de-duplicated
+    by sample index (the loader pads ranks to equal length), so the numbers are exact."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    rows: dict[str, list[torch.Tensor]] = {}
+    with autocast_for(device, precision):
+        for batch in batches:
+            batch = to_device(batch, device)
+            out, _ = method.forward(model, batch, None)
+            labels = batch["labels"]
+            per = {"index": batch["index"],
+                   "loss": torch.stack([torch.nn.functional.cross_entropy(
+                       out.logits[h].float(), labels[h], reduction="none", ignore_index=-1)
+                       for h in out.logits]).mean(0)}
+            hits = {h: out.logits[h].argmax(-1) == labels[h] for h in out.logits}
+            per.update({f"hit_{h}": v for h, v in hits.items()})
+            per["hit_all"] = torch.stack(list(hits.values())).all(0)
+            for k, v in per.items():
+                rows.setdefault(k, []).append(D.gather_with_grad(v.detach()).cpu())
+    model.train(was_training)
+    cat = {k: torch.cat(v).numpy() for k, v in rows.items()}
+    _, first = np.unique(cat["index"], return_index=True)
+    res = {"loss": float(cat["loss"][first].mean())}
+    res.update({("acc" if k == "hit_all" else "acc_" + k[4:]): float(v[first].mean())
+                for k, v in cat.items() if k.startswith("hit_")})
+    return res
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _fmt(parts: dict[str, torch.Tensor]) -> str:
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or "no parts"
+
+
+def _global_sums(stats: EpochStats) -> dict[str, float]:
+    if not D.is_distributed():
+        return stats.sums
+    keys = sorted(stats.sums)
+    summed = D.all_reduce_sum(torch.tensor([stats.sums[k] for k in keys], dtype=torch.float64))
+    return dict(zip(keys, summed.tolist(), strict=True))
+
+
+def _rng_states() -> dict[str, torch.Tensor]:
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _save_last(path: Path, model, optimizer, state: dict, rank: int) -> None:
+    """Rank 0 writes one file holding every rank's RNG states (attention dropout streams)."""
+    mine = _rng_states()
+    if D.is_distributed():
+        gathered: list[dict] = [None] * D.rank_world()[1]  # type: ignore[list-item]
+        torch.distributed.all_gather_object(gathered, {k: v.cpu() for k, v in mine.items()})
+    else:
+        gathered = [mine]
+    if rank == 0:
+        rng = {f"{k}.rank{r}": v for r, s in enumerate(gathered) for k, v in s.items()}
+        ckpt.save_training_state(path, model, optimizer, state, rng)
+    if D.is_distributed():
+        torch.distributed.barrier()
+
+
+def _resume(path: Path, model, optimizer, defaults: dict, rank: int, world: int,
+            device: torch.device) -> dict:
+    state, rng = ckpt.load_training_state(path, model, optimizer)
+    if state.get("fingerprint") != defaults["fingerprint"]:
+        raise MmkdError(f"{path} belongs to a run with another config, cache or method; pass "
+                        "--restart to train from scratch (its checkpoints are replaced)")
+    if state.get("world_size", 1) != world or state["steps_per_epoch"] != defaults[
+            "steps_per_epoch"]:
+        raise MmkdError(
+            f"{path} was written by a run with world_size={state.get('world_size', 1)} and "
+            f"{state['steps_per_epoch']} steps per epoch; this run has {world} and "
+            f"{defaults['steps_per_epoch']}: resume with the same setup, or pass --restart")
+    if f"cpu.rank{rank}" in rng:
+        torch.set_rng_state(rng[f"cpu.rank{rank}"])
+    if f"cuda.rank{rank}" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng[f"cuda.rank{rank}"])
+    return {**defaults, **state}
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop records of epochs the resumed run will redo (a kill between log and checkpoint)."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines()
+                if ln.strip() and json.loads(ln)["epoch"] <= epochs_done]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+

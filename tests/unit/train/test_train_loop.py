@@ -1,0 +1,172 @@
+"""The training loop: schedule, determinism, exact resume after a kill, non-finite loss."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_cache_fixture import TEACHER, build_cache
+
+import mmkd.train  # noqa: F401  (registers methods and builders)
+from mmkd.cache.loader import CacheBatches
+from mmkd.config import TrainConfig, demo_teacher
+from mmkd.models import build_teacher
+from mmkd.train import checkpoint as ckpt
+from mmkd.train.loop import NonFiniteLossError, fit, lr_at
+from mmkd.train.methods import TeacherMethod
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return build_cache(tmp_path_factory.mktemp("c") / "cache.zarr", n=50, theta=3, dim=8)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(epochs=2, batch_size=8, lr_min=1e-4, lr_max=3e-3, warmup_epochs=1,
+                weight_decay=0.05, grad_clip=1.0, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _setup(cache, cfg: TrainConfig, attn_dropout: float = 0.2, method_cls=TeacherMethod):
+    fusion = demo_teacher().fusion
+    fusion.width, fusion.layers, fusion.mlp_hidden, fusion.attn_dropout = 16, 1, 16, attn_dropout
+    train = CacheBatches(cache, TEACHER, "train", cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val = CacheBatches(cache, TEACHER, "val", cfg.batch_size, shuffle=False, seed=0)
+    torch.manual_seed(cfg.seed)
+    model = build_teacher(fusion, {m: (r.theta, r.dim) for m, r in train.readers.items()},
+                          cache.heads)
+    return method_cls(cfg, cache.n), model, train, val
+
+
+def _weights(out_dir, name=ckpt.LAST):
+    return {k: v for k, v in load_file(str(out_dir / name)).items()
+            if k.startswith(("model.", "optim."))}
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = _cfg(epochs=10, warmup_epochs=2, lr_min=1e-5, lr_max=5e-4)
+    lrs = [lr_at(s, 10, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-5)
+    assert lrs[10] == pytest.approx(1e-5 + (5e-4 - 1e-5) / 2)  # halfway through warm-up
+    assert lrs[20] == pytest.approx(5e-4)
+    assert lrs[60] == pytest.approx(1e-5 + (5e-4 - 1e-5) / 2)  # cosine midpoint
+    assert all(a < b for a, b in zip(lrs[:20], lrs[1:21], strict=True))
+    assert all(a > b for a, b in zip(lrs[20:99], lrs[21:100], strict=True))
+    assert lr_at(100, 10, cfg) == pytest.approx(1e-5)
+
+
+def test_fit_writes_outputs_and_is_deterministic(cache, tmp_path):
+    cfg = _cfg()
+    runs = []
+    for name in ("a", "b"):
+        method, model, train, val = _setup(cache, cfg)
+        events = []
+        res = fit(method, model, train, val, cfg, tmp_path / name, {"note": "x"},
+                  progress=events.append)
+        runs.append(res)
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    out = tmp_path / "a"
+    lines = [json.loads(x) for x in (out / ckpt.METRICS).read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert {"train_loss", "train_loss_ce", "train_loss_infonce", "train_acc", "val_acc",
+            "val_acc_verb", "val_acc_noun", "samples_per_s", "lr"} <= set(lines[0])
+    meta = json.loads((out / ckpt.META).read_text())
+    assert meta["note"] == "x" and meta["epoch"] == runs[0].best_epoch
+    assert meta["metrics"]["val_acc"] == max(r["val_acc"] for r in lines)
+    steps = [e for e in events if e.phase == "train"]
+    assert len(steps) == 2 * len(train) and steps[-1].step == steps[-1].total_steps
+    assert all(e.samples_per_s > 0 and 0 <= e.acc <= 1 for e in steps)
+    model, meta2 = ckpt.load_model(out)
+    assert not model.training and meta2["model"]["width"] == 16
+
+
+def test_fit_learns_the_fixture(cache, tmp_path):
+    cfg = _cfg(epochs=15, lr_max=5e-3)
+    method, model, train, val = _setup(cache, cfg, attn_dropout=0.0)
+    res = fit(method, model, train, val, cfg, tmp_path, {})
+    assert res.best["val_acc_verb"] > 0.8  # chance is 1/3
+
+
+@pytest.mark.parametrize("every", [0, 3])
+def test_resume_after_kill_is_exact(cache, tmp_path, every):
+    """2 epochs straight == killed (at an epoch end, or mid-epoch after a step checkpoint) +
+    resumed in a fresh model with a disturbed global RNG."""
+    cfg = _cfg()
+    method, model, train, val = _setup(cache, cfg)
+    fit(method, model, train, val, cfg, tmp_path / "straight", {})
+
+    kill_at = len(train) if every == 0 else every  # after the first epoch / after step 3
+
+    class Killed(Exception):
+        pass
+
+    def killer(ev):
+        if ev.phase == ("epoch" if every == 0 else "train") and ev.step == kill_at:
+            raise Killed
+
+    method, model, train, val = _setup(cache, cfg)
+    with pytest.raises(Killed):
+        fit(method, model, train, val, cfg, tmp_path / "killed", {}, progress=killer,
+            checkpoint_every=every)
+    torch.manual_seed(1234)  # a new process: other RNG state, other initial weights
+    method, model, train, val = _setup(cache, _cfg(seed=0))
+    torch.nn.init.normal_(model.cls_token)
+    res = fit(method, model, train, val, cfg, tmp_path / "killed", {}, checkpoint_every=every)
+    assert res.resumed_from == {"epoch": 0 if every else 1, "step": every}
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    la = [json.loads(x) for x in (tmp_path / "straight" / ckpt.METRICS).read_text().splitlines()]
+    lb = [json.loads(x) for x in (tmp_path / "killed" / ckpt.METRICS).read_text().splitlines()]
+    drop = ("time_s", "samples_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in la] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in lb]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_path):
+    class ExplodesInEpoch2(TeacherMethod):
+        def training_step(self, model, batch, epoch):
+            out = super().training_step(model, batch, epoch)
+            if epoch == 1:
+                out.loss = out.loss * float("nan")
+            return out
+
+    cfg = _cfg(epochs=3)
+    method, model, train, val = _setup(cache, cfg, method_cls=ExplodesInEpoch2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1.*last good checkpoint"):
+        fit(method, model, train, val, cfg, tmp_path, {})
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / ckpt.LAST), "pt") as fh:
+        state = json.loads(fh.metadata()["trainer_state"])
+    assert state["epoch"] == 1 and state["step_in_epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in load_file(str(tmp_path / ckpt.LAST)).values()
+               if v.is_floating_point())
+    assert (tmp_path / ckpt.BEST).exists()
+
+
+def test_resume_refuses_another_config(cache, tmp_path):
+    cfg = _cfg(epochs=1)
+    method, model, train, val = _setup(cache, cfg)
+    fit(method, model, train, val, cfg, tmp_path, {"fingerprint": "one"})
+    method, model, train, val = _setup(cache, cfg)
+    with pytest.raises(Exception, match="--restart"):
+        fit(method, model, train, val, cfg, tmp_path, {"fingerprint": "two"})
+    res = fit(method, model, train, val, cfg, tmp_path, {"fingerprint": "two"}, resume=False)
+    assert res.resumed_from is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fit_on_cuda_uses_bf16_autocast_and_resumes(cache, tmp_path):
+    cfg = _cfg(epochs=2)
+    method, model, train, val = _setup(cache, cfg)
+    dtypes = set()
+    model.blocks[0].qkv.register_forward_hook(lambda m, a, out: dtypes.add(out.dtype))
+    res = fit(method, model, train, val, cfg, tmp_path / "a", {}, device="cuda")
+    assert dtypes == {torch.bfloat16} and res.best_epoch >= 1
+    state = load_file(str(tmp_path / "a" / ckpt.LAST))
+    assert "rng.cuda.rank0" in state and all(torch.isfinite(v).all() for v in state.values()
+                                            if v.is_floating_point())
+    model2, _ = ckpt.load_model(tmp_path / "a", map_location="cuda")
+    assert next(model2.parameters()).is_cuda

@@ -1,0 +1,80 @@
+"""Audio Spectrogram Transformer (Gong et al. 2021) on timm's VisionTransformerDistilled.
+
+As in AST: the Kaldi fbank (T frames × 128 mel bins) is an image of 1 channel, 128 high and T
+wide, cut into overlapping 16×16 patches with stride 10, with two special tokens (cls + dist)
+and a learned position embedding. Tokens are all outputs after the final norm (2 + patches).
+Official AST checkpoints (`module.v.*` keys, plus `module.mlp_head.*`) load after stripping the
+prefix; the classifier heads are dropped. The paper's student AST-Tiny starts from a random
+init (METHOD.md §2); AST-Base's source is the AST repo's AudioSet checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import PatchEmbed
+from timm.models.deit import VisionTransformerDistilled
+from torch import nn
+
+from mmkd.extract.extractors.base import Extractor, ExtractorSpec, register_family, register_spec
+
+_DROP = ("head.", "head_dist.", "mlp_head.")
+
+
+class OverlapPatchEmbed(PatchEmbed):
+    """timm's PatchEmbed with a stride smaller than the patch (AST's overlapping patches)."""
+
+    def __init__(self, *args, stride: int = 10, **kwargs):
+        super().__init__(*args, **kwargs)
+        p = self.patch_size
+        self.proj = nn.Conv2d(self.proj.in_channels, self.proj.out_channels, kernel_size=p,
+                              stride=stride, bias=self.proj.bias is not None)
+        self.grid_size = tuple((s - k) // stride + 1 for s, k in zip(self.img_size, p, strict=True))
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+
+
+class ASTExtractor(Extractor):
+    def __init__(self, spec: ExtractorSpec):
+        super().__init__()
+        a = spec.arch
+
+        def embed(**kw):
+            return OverlapPatchEmbed(stride=a["patch_stride"], **kw)
+
+        self.v = VisionTransformerDistilled(
+            img_size=(spec.n_mels, spec.target_frames), patch_size=a["patch_size"], in_chans=1,
+            num_classes=0, embed_dim=a["embed_dim"], depth=a["depth"], num_heads=a["num_heads"],
+            embed_layer=embed)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = inputs["fbank"].unsqueeze(1).transpose(2, 3)  # (B, T, mel) -> (B, 1, mel, T)
+        return self.v.forward_features(x)
+
+    def convert_state_dict(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, value in sd.items():
+            key = key.removeprefix("module.").removeprefix("v.")
+            if not key.startswith(_DROP):
+                out[f"v.{key}"] = value
+        return out
+
+
+@register_family("ast")
+def _build(spec: ExtractorSpec) -> Extractor:
+    return ASTExtractor(spec)
+
+
+def ast_arch(embed_dim: int, depth: int, num_heads: int) -> dict:
+    return {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads, "patch_size": 16,
+            "patch_stride": 10}
+
+
+_SRC = "random init (paper: AST-Tiny student from scratch) or an AST checkpoint of this size"
+register_spec(ExtractorSpec("ast_tiny", "ast", 192, ast_arch(192, 12, 3), _SRC))
+register_spec(ExtractorSpec("ast_small", "ast", 384, ast_arch(384, 12, 6), _SRC))
+register_spec(ExtractorSpec("ast_base", "ast", 768, ast_arch(768, 12, 12),
+                            "AST repo audioset_10_10_0.4593.pth (github.com/YuanGongND/ast)"))
+register_spec(ExtractorSpec("test_ast", "ast", 32, ast_arch(32, 1, 2), "random init (tests only)",
+                            n_mels=32, target_frames=48))
+register_spec(ExtractorSpec("demo_ast_student", "ast", 64, ast_arch(64, 2, 2),
+                            "the demo's own pretraining (mmkd demo)", sample_rate=24000,
+                            n_mels=64, target_frames=100))

@@ -71,6 +71,7 @@ def init(
 # Subcommands: each module adds its commands (keep this list sorted; one line per module).
 _COMMAND_MODULES: list[str] = [
     "cache",
+    "demo_data",
     "extract",
     "flow",
     "manifest",

@@ -121,6 +121,11 @@ def _collate(items: list) -> tuple[np.ndarray, dict[str, torch.Tensor] | None, l
     return idx, batch, fails
 
 
+# Decode workers start from a clean forkserver process: a plain fork of a parent whose OpenCV or
+# OpenMP thread pools already ran deadlocks in cv2.setNumThreads / the first parallel call.
+DECODE_MP_CONTEXT = "forkserver"
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -235,6 +240,7 @@ def _batches(session: _Session, plan: list) -> Iterator[tuple[WorkUnit, tuple, b
     loader = torch.utils.data.DataLoader(
         _Clips(session.samples, session.build), batch_sampler=[b for _, b, _ in plan],
         num_workers=job.workers, collate_fn=_collate, worker_init_fn=_worker_init,
+        multiprocessing_context=DECODE_MP_CONTEXT if job.workers else None,
         pin_memory=session.device.type == "cuda",
         prefetch_factor=4 if job.workers else None, persistent_workers=False)
     for (unit, _, last), out in zip(plan, loader, strict=True):

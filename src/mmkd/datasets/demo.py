@@ -42,7 +42,6 @@ from mmkd.datasets.demo_spec import (
 )
 from mmkd.datasets.demo_writer import VideoResult, media_paths, read_wav, write_video
 from mmkd.errors import MmkdError
-from mmkd.registry import datasets
 
 DEMO_JSON = "demo.json"
 OWNED = ("annotations", "media", "README.md", DEMO_JSON)  # what `overwrite` may delete
@@ -62,7 +61,6 @@ class DemoSummary:
     codec: str
 
 
-@datasets.register("demo")
 def generate(
     out: str | Path,
     scale: str = "small",

@@ -315,3 +315,8 @@ def build_epic100(annotations: str | Path, media_root: str | Path = "",
 
         problems = run_check(meta, train + val + test, out, progress)
     return BuildReport(out, meta, {k: len(v) for k, v in splits.items()}, dropped, "test", problems)
+
+
+# The built-in demo dataset is written in EPIC-100's official formats, so its manifests are built
+# by the same code as the real dataset's (`mmkd demo-data` generates it).
+datasets.register("demo")(build_epic100)

@@ -8,7 +8,7 @@ Media locations are stored relative to `meta.media_root` (absolute paths are kep
 manifest moves between machines by editing one field. The format is documented, with its version
 history, in data_manifests/README.md; bump FORMAT_VERSION when a field changes meaning.
 
-Builders (epic100, ssv2, custom, demo) are registered in `mmkd.registry.datasets` as functions
+Builders (epic100, ssv2, custom; demo = epic100 on the generated data) are registered in `mmkd.registry.datasets` as functions
 `build(annotations, media_root, out_dir, *, progress=None, **options) -> BuildReport`, so a run
 directory's `data.dataset/annotations/media_root` is enough to (re)build its manifest.
 """

@@ -28,5 +28,7 @@ def test_rejects_a_file_and_an_unknown_scale(tmp_path):
         generate(tmp_path / "new", "medium", 0)
 
 
-def test_registered_as_the_demo_dataset():
-    assert datasets.get("demo") is generate
+def test_demo_manifests_are_built_by_the_epic100_builder():
+    from mmkd.datasets import epic100
+
+    assert datasets.get("demo") is epic100.build_epic100

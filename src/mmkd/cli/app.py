@@ -73,6 +73,7 @@ _COMMAND_MODULES: list[str] = [
     "cache",
     "demo_data",
     "extract",
+    "finetune",
     "flow",
     "manifest",
     "slurm",

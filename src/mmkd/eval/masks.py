@@ -1,0 +1,51 @@
+"""Which modalities an evaluation keeps: Table 1's subsets and Fig. 4's random missing rates.
+
+Both protocols only switch `present` flags off (the cached tokens stay as they are), so a model
+sees exactly what it would see if that modality's media were missing.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+LETTERS = {"video": "V", "flow": "F", "audio": "A", "detection": "D"}
+
+
+def subset_label(subset: tuple[str, ...] | list[str]) -> str:
+    """The paper's notation: ("video", "flow", "audio") -> "V+F+A"."""
+    return "+".join(LETTERS.get(m, m) for m in subset)
+
+
+def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset, largest first, each in the given modality order (Table 1's rows:
+    V+F+A, V+F, V+A, F+A, V, F, A)."""
+    mods = list(modalities)
+    return [c for k in range(len(mods), 0, -1) for c in itertools.combinations(mods, k)]
+
+
+def subset_keep(modalities: list[str], subset: tuple[str, ...], n: int) -> np.ndarray:
+    """keep (n, M) bool: the modalities in `subset` are kept for every sample."""
+    row = np.array([m in subset for m in modalities], dtype=bool)
+    return np.broadcast_to(row, (n, len(modalities))).copy()
+
+
+def missing_rate_keep(n: int, n_modalities: int, rate: float, seed: int) -> np.ndarray:
+    """keep (n, M) bool: each modality dropped independently with probability `rate`, at least one
+    kept per sample.
+
+    Rows that drop everything are redrawn until one survives (rejection sampling), so each row
+    follows the independent-drop distribution conditioned on "not all dropped", as in the paper's
+    modality dropout. The stream depends on (seed, rate) only: the same seed gives the same masks
+    for every model, so methods are compared on identical missing patterns.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"missing rate {rate} must be in [0, 1)")
+    rng = np.random.default_rng([int(seed), round(rate * 1_000_000)])
+    keep = rng.random((n, n_modalities)) >= rate
+    empty = ~keep.any(axis=1)
+    while empty.any():
+        keep[empty] = rng.random((int(empty.sum()), n_modalities)) >= rate
+        empty = ~keep.any(axis=1)
+    return keep

@@ -71,7 +71,9 @@ def init(
 # Subcommands: each module adds its commands (keep this list sorted; one line per module).
 _COMMAND_MODULES: list[str] = [
     "cache",
+    "demo",
     "demo_data",
+    "eval",
     "extract",
     "finetune",
     "flow",

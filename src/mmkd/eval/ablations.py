@@ -1,0 +1,323 @@
+"""Ablations trained from the cache: token reduction (Tab. 4) and missing-modality strategies (Tab. B.1).
+
+Token reduction. The cache holds, per sample and modality, the extractor's k tokens after the
+extraction-time Θ-Average (`held` = min(k, Θ_extract) tokens). A variant can only be built from
+what is held:
+  - Θ-Average to T tokens: *exact* when the cache holds the raw tokens (held = k); when it holds
+    Θ_extract < k averaged tokens, T = held is the cache itself (exact) and T < held re-averages
+    the averaged tokens, which is *approximate* (group averages of group averages, with other
+    group boundaries than Θ-Average on the raw tokens); T > held and "none" are impossible and
+    need a re-extraction with `--theta 0` (all tokens) in another run;
+  - random masking to T tokens (the paper's baseline [17]): T tokens drawn uniformly from the
+    held ones, a fresh draw per training step and a fixed seeded draw at evaluation, kept in
+    their original order; exact only from raw tokens, otherwise "from the held tokens".
+Each possible variant trains the teacher recipe (KARMMA_T, α·CE + β·InfoNCE) from scratch on
+the transformed tokens and is evaluated on the eval split with every modality present. Rows that
+cannot be built are reported as such, never filled in.
+
+Missing-modality strategies. Baseline (CE, no dropout, no tokens) and Baseline w/ modality
+dropout combined with each strategy (none, B1–B5), all trained with the student recipe through
+the same training entry point as `mmkd distill`, then evaluated on every modality subset; the
+table adds each method's rank per subset and the average rank (Tab. B.2).
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmkd import config as C
+from mmkd.errors import MmkdError
+from mmkd.eval import masks, metrics
+from mmkd.eval.reports import Table
+
+PAPER_THETAS = ["none", "500", "300", "100"]
+
+
+@dataclass
+class TokenVariant:
+    """One row of Tab. 4: a reduction applied at read time to the cached tokens."""
+
+    kind: str  # "theta" | "random" | "none"
+    target: int  # tokens per modality fed to the fusion block
+    status: str  # "exact", "approximate: ...", or why it is impossible
+    possible: bool
+
+    @property
+    def name(self) -> str:
+        return "none" if self.kind == "none" else f"{self.kind}-{self.target}"
+
+
+def plan_token_variants(thetas: list[str], held: int, k_raw: int) -> list[TokenVariant]:
+    """Which Θ-Average / random-masking variants a cache holding `held` of `k_raw` tokens allows."""
+    raw = held >= k_raw
+    out: list[TokenVariant] = []
+    for item in thetas:
+        t = k_raw if item in ("none", "0") else int(item)
+        if t <= 0:
+            raise MmkdError(f"--thetas {item!r}: use 'none' or a positive token count")
+        if item in ("none", "0") or t >= k_raw:
+            out.append(TokenVariant("none", k_raw, "exact" if raw else
+                                    f"impossible: the cache holds {held} Θ-averaged tokens, not all "
+                                    f"{k_raw}; re-extract with --theta 0 in another run", raw))
+            continue
+        if raw or t == held:
+            out.append(TokenVariant("theta", t, "exact", True))
+        elif t < held:
+            out.append(TokenVariant("theta", t, f"approximate: re-averaged from the {held} cached "
+                                                f"tokens (Θ-Average of Θ-Average)", True))
+        else:
+            out.append(TokenVariant("theta", t, f"impossible: only {held} tokens are cached", False))
+        if t < held:
+            out.append(TokenVariant("random", t, "exact" if raw else
+                                    f"from the {held} cached (already averaged) tokens", True))
+        elif t == held and not raw:
+            out.append(TokenVariant("random", t, f"impossible: random masking needs more than the "
+                                                 f"{held} cached tokens", False))
+    seen, unique = set(), []
+    for v in out:
+        if v.name not in seen:
+            seen.add(v.name)
+            unique.append(v)
+    return unique
+
+
+class TransformedBatches:
+    """CacheBatches with a per-batch token transform; keeps `len` and `set_epoch` for `fit`."""
+
+    def __init__(self, batches: Any, transform: Callable[[dict, int], dict]):
+        self.batches, self.transform, self.epoch = batches, transform, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.batches:
+            yield self.transform(batch, self.epoch)
+
+
+def token_transform(variant: TokenVariant, seed: int, train: bool) -> Callable[[dict, int], dict]:
+    """Θ-Average or random masking of every modality's tokens, (B, held, D) -> (B, T, D)."""
+    import torch
+
+    from mmkd.extract.theta import theta_average
+
+    def apply(batch: dict, epoch: int) -> dict:
+        tokens = {}
+        for m, x_BKD in batch["tokens"].items():
+            B, K, _ = x_BKD.shape
+            if variant.kind == "none" or variant.target >= K:
+                tokens[m] = x_BKD
+            elif variant.kind == "theta":
+                tokens[m] = theta_average(x_BKD, variant.target)
+            else:
+                # fresh draw per step when training; per-sample fixed draw at evaluation
+                index = batch["index"].cpu().numpy()
+                rows = [np.sort(np.random.default_rng(
+                    [seed, int(i), epoch if train else 1 << 30, zlib.crc32(m.encode())]).choice(
+                        K, variant.target, replace=False)) for i in index]
+                idx_BT = torch.from_numpy(np.stack(rows)).to(x_BKD.device)
+                tokens[m] = torch.gather(x_BKD, 1, idx_BT[..., None].expand(-1, -1, x_BKD.shape[2]))
+        return {**batch, "tokens": tokens}
+
+    return apply
+
+
+@dataclass
+class AblationContext:
+    """What both ablations need from the run."""
+
+    run_dir: Path
+    cache_path: Path
+    cfg: C.RunConfig
+    split: str
+    device: str
+    epochs: int | None = None  # None: the recipe's epochs
+
+
+def _recipe(recipe: C.RecipeConfig, epochs: int | None) -> C.RecipeConfig:
+    """The recipe with another epoch count; the warm-up keeps its share of the schedule."""
+    r = copy.deepcopy(recipe)
+    if epochs is not None:
+        r.train.warmup_epochs = r.train.warmup_epochs * epochs / r.train.epochs
+        r.train.epochs = epochs
+    return r
+
+
+def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list[str],
+                       progress: Callable[[int], None] | None = None) -> Table:
+    """Tab. 4 from the cache: train the teacher recipe on each possible token variant."""
+    import torch
+
+    import mmkd.models  # noqa: F401
+    import mmkd.train.methods  # noqa: F401
+    from mmkd.cache import Cache
+    from mmkd.cache.loader import CacheBatches
+    from mmkd.eval.inference import Condition, predict
+    from mmkd.registry import methods, models
+    from mmkd.train import checkpoint as ckpt
+    from mmkd.train.loop import fit
+    from mmkd.train.stage2 import VAL_SPLIT, resolve_features
+
+    cache = Cache.open(ctx.cache_path, mode="r")
+    recipe = _recipe(ctx.cfg.teacher, ctx.epochs)
+    features = resolve_features(cache, recipe.extractors, modalities, "teacher")
+    heads = {h: cache.heads[h] for h in ctx.cfg.data.heads}
+    readers = {m: cache.feature_reader(m, e) for m, e in features.items()}
+    held = {m: r.theta for m, r in readers.items()}
+    k_raw = {m: int(r.provenance.get("k_tokens", r.theta)) for m, r in readers.items()}
+    plans = {m: plan_token_variants(thetas, held[m], k_raw[m]) for m in modalities}
+    ref = modalities[0]
+    # one variant list for all modalities: a row is possible only if it is for every modality
+    variants = []
+    for v in plans[ref]:
+        others = [next((w for w in plans[m] if w.name == v.name), None) for m in modalities[1:]]
+        if any(w is None for w in others):
+            continue
+        bad = [w for w in others if not w.possible]
+        status = v.status if v.possible and not bad else (bad[0].status if bad else v.status)
+        variants.append(TokenVariant(v.kind, v.target, status, v.possible and not bad))
+    split_idx = cache.indices(ctx.split)
+    labels = {h: cache.labels(h)[split_idx] for h in heads}
+    metric = metrics.primary_metric(list(heads))
+    rows = []
+    for v in variants:
+        row: dict[str, Any] = {"token reduction": {"none": "None", "theta": "Θ-Average",
+                                                   "random": "Random"}[v.kind],
+                               "tokens per modality": v.target if v.possible else None,
+                               "status": v.status}
+        if not v.possible:
+            rows.append(row)
+            continue
+        tcfg = recipe.train
+        method = methods.get("teacher")(tcfg, cache.n)
+        seed = tcfg.seed
+        train_b = TransformedBatches(CacheBatches(cache, features, "train", tcfg.batch_size,
+                                                  shuffle=True, seed=seed),
+                                     token_transform(v, seed, train=True))
+        val_b = (TransformedBatches(CacheBatches(cache, features, VAL_SPLIT, tcfg.batch_size,
+                                                 shuffle=False, seed=seed),
+                                    token_transform(v, seed, train=False))
+                 if VAL_SPLIT in set(cache.splits.tolist()) else None)
+        shapes = {m: (v.target, readers[m].dim) for m in modalities}
+        torch.manual_seed(seed)
+        model = models.get("teacher")(recipe.fusion, shapes, heads)
+        out_dir = ctx.run_dir / "ablations" / "tokens" / v.name
+        meta = {"kind": "ablation-tokens", "variant": v.name, "status": v.status,
+                "features": features, "modalities": modalities, "heads": heads,
+                "model": model.spec.to_dict(), "config": C.to_dict(ctx.cfg),
+                "fingerprint": f"tokens:{v.name}:{sorted(features.items())}:{tcfg}:"
+                               f"{cache.manifest_hash}"}
+        fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=ctx.device)
+        best, _ = ckpt.load_model(out_dir, map_location=ctx.device)
+        eval_b = TransformedBatches(CacheBatches(cache, features, ctx.split, 64, shuffle=False,
+                                                 seed=seed), token_transform(v, seed, train=False))
+        full = Condition("all", np.ones((len(split_idx), len(modalities)), dtype=bool))
+        preds = predict(best, modalities, list(heads), eval_b, split_idx, [full], ctx.device)
+        acc = metrics.accuracy(preds["all"], labels)
+        row.update(fusion_gflops(best, shapes, ctx.device))
+        row.update(acc)
+        rows.append(row)
+        if progress is not None:
+            progress(1)
+    cols = ["token reduction", "tokens per modality", "fusion GFLOPs", *metrics.metric_names(
+        list(heads)), "status"]
+    return Table(
+        name="ablation_tokens",
+        title=f"Token reduction ablation (Tab. 4): teacher on {masks.subset_label(modalities)}, "
+              f"{metric} accuracy on {ctx.split}",
+        columns=cols, rows=rows,
+        notes=[f"cache holds {held} tokens per sample of {k_raw} extractor tokens "
+               f"(modality: held of raw)",
+               f"each row trains the teacher recipe for {recipe.train.epochs} epochs on the "
+               "transformed cached tokens; fusion GFLOPs: one sample through the fusion block + "
+               "MH-MLP (FlopCounterMode)"])
+
+
+def fusion_gflops(model: Any, shapes: dict[str, tuple[int, int]], device: str) -> dict[str, float]:
+    """GFLOPs of one sample through the fusion block + MH-MLP, all modalities present."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tokens = {m: torch.zeros(1, k, d, device=device) for m, (k, d) in shapes.items()}
+    present = {m: torch.ones(1, dtype=torch.bool, device=device) for m in shapes}
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(tokens, present)
+    return {"fusion GFLOPs": counter.get_total_flops() / 1e9}
+
+
+STRATEGY_ROWS = [  # (output dir, method, missing strategy, label as in Tab. B.1)
+    ("baseline", "baseline", "none", "Baseline"),
+    ("dropout-none", "baseline-delta", "none", "Baseline w/ mod. drop."),
+    ("dropout-B1", "baseline-delta", "B1", "Baseline w/ mod. drop. + Eq. B.1"),
+    ("dropout-B2", "baseline-delta", "B2", "Baseline w/ mod. drop. + Eq. B.2"),
+    ("dropout-B3", "baseline-delta", "B3", "Baseline w/ mod. drop. + Eq. B.3"),
+    ("dropout-B4", "baseline-delta", "B4", "Baseline w/ mod. drop. + Eq. B.4"),
+    ("dropout-B5", "baseline-delta", "B5", "Baseline w/ mod. drop. + Eq. B.5 (δ)"),
+]
+
+
+def run_strategy_ablation(ctx: AblationContext,
+                          progress: Callable[[int], None] | None = None) -> list[Table]:
+    """Tab. B.1 / B.2: train each missing-modality strategy, evaluate on every subset."""
+    from mmkd.cache import Cache
+    from mmkd.cache.loader import CacheBatches
+    from mmkd.eval.inference import predict
+    from mmkd.eval.protocols import build_conditions, subset_key
+    from mmkd.train import checkpoint as ckpt
+    from mmkd.train.stage2 import distill
+
+    mods = list(ctx.cfg.data.modalities)
+    cache = Cache.open(ctx.cache_path, mode="r")
+    split_idx = cache.indices(ctx.split)
+    heads = list(ctx.cfg.data.heads)
+    labels = {h: cache.labels(h)[split_idx] for h in heads}
+    metric = metrics.primary_metric(heads)
+    subsets = masks.modality_subsets(mods)
+    results: dict[str, dict[str, float]] = {}
+    for out_name, method, strategy, label in STRATEGY_ROWS:
+        cfg = copy.deepcopy(ctx.cfg)
+        cfg.student = _recipe(cfg.student, ctx.epochs)
+        cfg.student.fusion.missing_strategy = strategy
+        out_dir = ctx.run_dir / "ablations" / "strategies" / out_name
+        distill(ctx.cache_path, cfg, out_dir, method=method, modalities=mods, device=ctx.device)
+        model, meta = ckpt.load_model(out_dir, map_location=ctx.device)
+        conds = build_conditions(mods, len(split_idx), ["subsets"], [], [])
+        batches = CacheBatches(cache, meta["features"], ctx.split, 64, shuffle=False, seed=0)
+        preds = predict(model, mods, heads, batches, split_idx, conds, ctx.device)
+        results[label] = {masks.subset_label(s): metrics.accuracy(preds[subset_key(s)],
+                                                                  labels)[metric]
+                          for s in subsets}
+        if progress is not None:
+            progress(1)
+    cols = [masks.subset_label(s) for s in subsets]
+    ranks = {label: {} for label in results}
+    for col in cols:
+        order = sorted(results, key=lambda lab: -results[lab][col])
+        for label in results:  # competition ranking: ties share the better rank
+            ranks[label][col] = 1 + sum(results[o][col] > results[label][col] for o in order)
+    acc_rows = [{"method": lab, **res} for lab, res in results.items()]
+    rank_rows = [{"method": lab, **ranks[lab],
+                  "average rank": float(np.mean([ranks[lab][c] for c in cols]))}
+                 for lab in results]
+    epochs = _recipe(ctx.cfg.student, ctx.epochs).train.epochs
+    note = (f"student recipe, {epochs} epochs, CE only; modality dropout "
+            f"p={ctx.cfg.student.train.modality_dropout} except Baseline; split {ctx.split}")
+    return [
+        Table(name="ablation_strategies",
+              title=f"Missing-modality strategies (Tab. B.1): {metric} accuracy (%) per subset",
+              columns=["method", *cols], rows=acc_rows, notes=[note]),
+        Table(name="ablation_strategies_rank",
+              title="Missing-modality strategies: rank per subset and average rank (Tab. B.2)",
+              columns=["method", *cols, "average rank"], rows=rank_rows, notes=[note]),
+    ]

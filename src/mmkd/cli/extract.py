@@ -15,14 +15,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from mmkd import config as C
@@ -121,10 +113,7 @@ def _targets(run: Run, modality: str, extractor: str | None, weights: Path | Non
 
 @contextmanager
 def _progress(title: str, unit: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=ui.console, disable=ui.state["verbosity"] == 0) as bar:
+    with ui.new_progress("rate") as bar:
         task = bar.add_task(title, total=None, rate="")
 
         def start(total: int) -> None:

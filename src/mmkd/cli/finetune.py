@@ -16,14 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from mmkd.cli import ui
@@ -103,9 +95,7 @@ def finetune_cmd(
 @contextmanager
 def _extract_progress(title: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
     """A bar over the clips of every re-extracted modality (each adds its pending clips)."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=ui.console, disable=ui.state["verbosity"] == 0) as bar:
+    with ui.new_progress(None) as bar:
         task = None
 
         def start(n: int) -> None:

@@ -14,14 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from mmkd.cli import ui
@@ -46,11 +38,8 @@ def _is_rank0() -> bool:
 @contextmanager
 def _train_progress(title: str) -> Iterator[Callable]:
     """A rich bar over all steps showing loss, accuracy (all heads right) and samples/s."""
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
     quiet = ui.state["verbosity"] == 0 or not _is_rank0()
-    with Progress(*columns, console=ui.console, disable=quiet) as bar:
+    with ui.new_progress("info", disable=quiet) as bar:
         task = bar.add_task(title, total=None, info="")
 
         def on_event(ev) -> None:

@@ -30,19 +30,21 @@ def debug(msg: str) -> None:
         console.print(f"[dim]{msg}[/dim]")
 
 
+def new_progress(field: str | None = "rate", disable: bool | None = None) -> Progress:
+    """The one bar layout of every command: description, bar, n/N, `field` (a live text such as
+    rate or loss), elapsed, ETA."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if field:
+        columns.append(TextColumn(f"{{task.fields[{field}]}}"))
+    columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    return Progress(*columns, console=console,
+                    disable=state["verbosity"] == 0 if disable is None else disable)
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, unit: str = "items") -> Iterator[Callable[[int], None]]:
     """A rich progress bar (rate, ETA); yields `advance(n)` for library callbacks."""
-    columns = [
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, disable=state["verbosity"] == 0, transient=False) as bar:
+    with new_progress("rate") as bar:
         task = bar.add_task(description, total=total, rate="")
 
         def advance(n: int = 1) -> None:

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
 
 class CacheBatches:
-    """Iterable of batch dicts: index, tokens/present per modality, labels, teacher logits."""
+    """Iterable of batch dicts: index, tokens/present per modality, labels, teacher logits.
+
+    With no features it still yields indices, labels and teacher logits (stage 3 decodes every
+    modality itself and uses this for order and targets)."""
 
     def __init__(self, cache: Cache, features: dict[str, str], split: str, batch_size: int,
                  shuffle: bool, seed: int, teacher_id: str | None = None, in_ram: bool = False,
@@ -34,8 +37,6 @@ class CacheBatches:
             raise MmkdError(f"batch_size={batch_size}: must be >= 1")
         if not 0 <= rank < world_size:
             raise MmkdError(f"rank {rank} is outside world_size {world_size}")
-        if not features:
-            raise MmkdError("CacheBatches needs at least one modality -> extractor")
         self.cache, self.split, self.batch_size = cache, split, batch_size
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.rank, self.world_size, self.epoch = rank, world_size, 0
@@ -70,20 +71,28 @@ class CacheBatches:
         n = len(self._rank_indices()) if self.world_size > 1 else len(self.indices)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def batch_indices(self) -> list[np.ndarray]:
+        """This epoch's batches for this rank, each a sorted array of sample indices."""
         idx = self._rank_indices()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            batch_idx = np.sort(idx[start:start + self.batch_size])
-            b = len(batch_idx)
-            index = torch.from_numpy(batch_idx)
-            tokens, present = {}, {}
-            for m, r in self.readers.items():
-                out = self._tokens[m][:b]
-                present[m] = torch.from_numpy(r.read(batch_idx, out))
-                tokens[m] = out
-            batch: dict[str, Any] = {
-                "index": index, "tokens": tokens, "present": present,
-                "labels": {h: lab[index] for h, lab in self.labels.items()}}
-            if self.teacher is not None:
-                batch["teacher_logits"] = {h: t[index] for h, t in self.teacher.items()}
-            yield batch
+        return [np.sort(idx[s:s + self.batch_size])
+                for s in range(0, len(self) * self.batch_size, self.batch_size)]
+
+    def read_batch(self, batch_idx: np.ndarray) -> dict[str, Any]:
+        """The batch dict of these samples (tokens in the reused buffers)."""
+        b = len(batch_idx)
+        index = torch.from_numpy(batch_idx)
+        tokens, present = {}, {}
+        for m, r in self.readers.items():
+            out = self._tokens[m][:b]
+            present[m] = torch.from_numpy(r.read(batch_idx, out))
+            tokens[m] = out
+        batch: dict[str, Any] = {
+            "index": index, "tokens": tokens, "present": present,
+            "labels": {h: lab[index] for h, lab in self.labels.items()}}
+        if self.teacher is not None:
+            batch["teacher_logits"] = {h: t[index] for h, t in self.teacher.items()}
+        return batch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch_idx in self.batch_indices():
+            yield self.read_batch(batch_idx)

@@ -35,7 +35,7 @@ def demo(
     from mmkd import demo_pipeline as P
     from mmkd.cli.eval import run_eval
     from mmkd.cli.runctx import find_run
-    from mmkd.cli.train import _train_progress
+    from mmkd.cli.train import train_progress
     from mmkd.errors import MmkdError
 
     if scale not in ("tiny", "small"):
@@ -74,14 +74,14 @@ def demo(
 
     torch.set_num_threads(threads)
     t = time.perf_counter()
-    with _train_progress("teacher") as on_event:
+    with train_progress("teacher") as on_event:
         res = P.train_teacher(paths, cfg, progress=on_event)
     stage("teacher", f"best epoch {res.fit.best_epoch}: val acc "
                      f"{res.fit.best.get('val_acc', float('nan')):.1%}")
     times["teacher"] = time.perf_counter() - t
     t = time.perf_counter()
     for method in P.STUDENT_METHODS:
-        with _train_progress(method) as on_event:
+        with train_progress(method) as on_event:
             fit = P.distill(paths, cfg, method, progress=on_event)
         stage(method, f"best epoch {fit.best_epoch}: val acc {fit.best.get('val_acc', 0):.1%}")
     times["students"] = time.perf_counter() - t

@@ -70,7 +70,7 @@ def finetune_cmd(
     """Fine-tune the student extractors of MODALITIES end to end from raw media (the other
     modalities from cached tokens, targets = cached teacher logits); writes
     RUN_DIR/students/<from>-ft-<modalities>/."""
-    from mmkd.cli.train import _train_progress
+    from mmkd.cli.train import train_progress
     from mmkd.train.finetune import FinetuneOptions, default_name, finetune
 
     run = find_run(cache, set_ or [])
@@ -85,7 +85,7 @@ def finetune_cmd(
                            grad_checkpointing=grad_checkpointing, workers=workers, device=device,
                            reextract=reextract, flip=False if no_flip else None,
                            resume=not restart, checkpoint_every=checkpoint_every)
-    with _train_progress(f"finetune {'+'.join(mods)}") as on_event, \
+    with train_progress(f"finetune {'+'.join(mods)}") as on_event, \
             _extract_progress("re-extract") as (start, advance):
         res = finetune(run.dir, run.cfg, opts, progress=on_event, status=ui.info,
                        extract_start=start, extract_progress=advance)

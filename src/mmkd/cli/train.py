@@ -36,7 +36,7 @@ def _is_rank0() -> bool:
 
 
 @contextmanager
-def _train_progress(title: str) -> Iterator[Callable]:
+def train_progress(title: str) -> Iterator[Callable]:
     """A rich bar over all steps showing loss, accuracy (all heads right) and samples/s."""
     quiet = ui.state["verbosity"] == 0 or not _is_rank0()
     with ui.new_progress("info", disable=quiet) as bar:
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         run = find_run(cache, set_ or [])
         D.init_from_env()
         out_dir = run.dir / "teacher"
-        with _train_progress("teacher") as on_event:
+        with train_progress("teacher") as on_event:
             res = train_teacher(run.cache_path, run.cfg, out_dir, device=device,
                                 progress=on_event, resume=not restart,
                                 checkpoint_every=checkpoint_every, in_ram=in_ram)
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else []
         mods = [m for m in run.cfg.data.modalities if m in wanted] or list(run.cfg.data.modalities)
         out_dir = run.dir / "students" / student_dir_name(method, mods, run.cfg.data.modalities)
-        with _train_progress(method) as on_event:
+        with train_progress(method) as on_event:
             res = distill(run.cache_path, run.cfg, out_dir, method=method,
                           modalities=wanted or None,
                           device=device, progress=on_event, resume=not restart,

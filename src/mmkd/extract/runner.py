@@ -34,7 +34,7 @@ from mmkd.extract.sampling import ClipSampler, MediaError
 from mmkd.extract.theta import n_out, theta_average
 
 
-def _decode_errors() -> tuple[type[BaseException], ...]:
+def decode_errors() -> tuple[type[BaseException], ...]:
     import av
 
     return (MediaError, OSError, cv2.error, av.FFmpegError)
@@ -101,7 +101,7 @@ class _Clips(torch.utils.data.Dataset):
 
     def __init__(self, samples: list[Sample], build: InputBuilder):
         self.samples, self.build = samples, build
-        self.errors = _decode_errors()
+        self.errors = decode_errors()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -126,7 +126,7 @@ def _collate(items: list) -> tuple[np.ndarray, dict[str, torch.Tensor] | None, l
 DECODE_MP_CONTEXT = "forkserver"
 
 
-def _worker_init(_: int) -> None:
+def init_decode_worker(_: int) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     from mmkd.extract.readers import audio, detection
@@ -239,7 +239,7 @@ def _batches(session: _Session, plan: list) -> Iterator[tuple[WorkUnit, tuple, b
     job = session.job
     loader = torch.utils.data.DataLoader(
         _Clips(session.samples, session.build), batch_sampler=[b for _, b, _ in plan],
-        num_workers=job.workers, collate_fn=_collate, worker_init_fn=_worker_init,
+        num_workers=job.workers, collate_fn=_collate, worker_init_fn=init_decode_worker,
         multiprocessing_context=DECODE_MP_CONTEXT if job.workers else None,
         pin_memory=session.device.type == "cuda",
         prefetch_factor=4 if job.workers else None, persistent_workers=False)

@@ -222,7 +222,13 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     from mmkd.datasets.manifest import manifest_hash, read_all
     from mmkd.extract.inputs import InputBuilder
     from mmkd.train.augment import Augment
-    from mmkd.train.stage2 import TEACHER_ID, VAL_SPLIT, _device, _fingerprint, _heads
+    from mmkd.train.stage2 import (
+        TEACHER_ID,
+        VAL_SPLIT,
+        config_fingerprint,
+        label_heads,
+        resolve_device,
+    )
 
     say = status or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -244,8 +250,8 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     if manifest_hash(samples) != cache.manifest_hash:
         raise MmkdError(f"{manifest_dir}: this manifest is not the one {cache.path} was built "
                         "from (manifest hash differs); point data.manifest_dir at that manifest")
-    heads = _heads(cache, cfg)
-    device = _device(opts.device)
+    heads = label_heads(cache, cfg)
+    device = resolve_device(opts.device)
     tcfg = finetune_recipe(cfg.student.train, opts.epochs, opts.lr_scale)
     method = registry.methods.get(smeta["method"])(tcfg, cache.n)
     splits = set(cache.splits.tolist())
@@ -292,7 +298,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
             "feature_provenance": {m: cache.feature_provenance(m, e) for m, e in features.items()},
             "config": C.to_dict(cfg), "teacher_provenance": smeta.get("teacher_provenance"),
             "finetune": {**record, **controls}}
-    meta["fingerprint"] = _fingerprint(recipe=dataclasses.asdict(tcfg), **record)
+    meta["fingerprint"] = config_fingerprint(recipe=dataclasses.asdict(tcfg), **record)
     out_dir.mkdir(parents=True, exist_ok=True)
     C.save(cfg, out_dir / ckpt.CONFIG)
     say(f"fine-tuning {', '.join(opts.modalities)} end to end → {out_dir}")

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mmkd.cache.loader import CacheBatches
 from mmkd.datasets.manifest import Sample
 from mmkd.extract.inputs import InputBuilder
-from mmkd.extract.runner import DECODE_MP_CONTEXT, _decode_errors, _worker_init
+from mmkd.extract.runner import DECODE_MP_CONTEXT, decode_errors, init_decode_worker
 from mmkd.train.augment import Augment, sample_rng
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class RawClips(torch.utils.data.Dataset):
                  augments: dict[str, Augment] | None, seed: int):
         self.samples, self.builders, self.augments, self.seed = samples, builders, augments, seed
         self.epoch = 0
-        self.errors = _decode_errors()
+        self.errors = decode_errors()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -93,60 +94,35 @@ class FinetuneBatches:
                  split: str, batch_size: int, shuffle: bool, seed: int,
                  teacher_id: str | None = None, augments: dict[str, Augment] | None = None,
                  workers: int = 2, pin_memory: bool = False, rank: int = 0, world_size: int = 1):
-        self.cache, self.split, self.batch_size = cache, split, batch_size
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-        self.rank, self.world_size, self.workers, self.pin_memory = rank, world_size, workers, \
-            pin_memory
-        self.indices = cache.indices(split)
+        # Order, cached tokens, labels and teacher logits come from the stage-2 loader itself, so
+        # both stages see the same batches for the same seed, epoch and rank.
+        self.cached = CacheBatches(cache, cached, split, batch_size, shuffle, seed,
+                                   teacher_id=teacher_id, rank=rank, world_size=world_size)
         self.clips = RawClips(samples, builders, augments, seed)
-        self.readers = {m: cache.feature_reader(m, e) for m, e in cached.items()}
-        for r in self.readers.values():
-            r.check_done(self.indices)
-        self.labels = {h: torch.from_numpy(cache.labels(h)) for h in cache.heads}
-        self.teacher = ({h: torch.from_numpy(cache.teacher_logits(teacher_id, h))
-                         for h in cache.heads} if teacher_id is not None else None)
+        self.workers, self.pin_memory = workers, pin_memory
         self.failures: Counter = Counter()  # decode failure reason -> count (this process)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    @property
+    def epoch(self) -> int:
+        return self.cached.epoch
 
-    def _rank_indices(self) -> np.ndarray:
-        """The order of `CacheBatches` (same seed, epoch and rank slicing)."""
-        idx = self.indices
-        if self.shuffle:
-            idx = idx[np.random.default_rng([self.seed, self.epoch]).permutation(len(idx))]
-        if self.world_size > 1:
-            per = -(-len(idx) // self.world_size)
-            idx = np.resize(idx, per * self.world_size)[self.rank::self.world_size]
-        return idx
+    def set_epoch(self, epoch: int) -> None:
+        self.cached.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return -(-len(self._rank_indices()) // self.batch_size)
-
-    def batch_indices(self) -> list[list[int]]:
-        idx = self._rank_indices()
-        return [np.sort(idx[s:s + self.batch_size]).tolist()
-                for s in range(0, len(idx), self.batch_size)]
+        return len(self.cached)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.clips.epoch = self.epoch  # workers fork after this: they see this epoch's seed
+        self.clips.epoch = self.epoch  # workers start after this: they see this epoch's seed
         loader = torch.utils.data.DataLoader(
-            self.clips, batch_sampler=self.batch_indices(), num_workers=self.workers,
-            collate_fn=collate, worker_init_fn=_worker_init if self.workers else None,
+            self.clips, batch_sampler=[b.tolist() for b in self.cached.batch_indices()],
+            num_workers=self.workers, collate_fn=collate,
+            worker_init_fn=init_decode_worker if self.workers else None,
             multiprocessing_context=DECODE_MP_CONTEXT if self.workers else None,
             pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None)
         for idx, raw, raw_present, reasons in loader:
             self.failures.update(reasons)
-            index = torch.from_numpy(idx)
-            tokens: dict[str, Any] = dict(raw)
-            present = dict(raw_present)
-            for m, r in self.readers.items():
-                out_BKD = torch.empty(len(idx), r.theta, r.dim)
-                present[m] = torch.from_numpy(r.read(idx, out_BKD))
-                tokens[m] = out_BKD
-            batch: dict[str, Any] = {
-                "index": index, "tokens": tokens, "present": present,
-                "labels": {h: lab[index] for h, lab in self.labels.items()}}
-            if self.teacher is not None:
-                batch["teacher_logits"] = {h: t[index] for h, t in self.teacher.items()}
+            batch = self.cached.read_batch(idx)
+            batch["tokens"].update(raw)
+            batch["present"].update(raw_present)
             yield batch

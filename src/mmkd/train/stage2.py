@@ -58,7 +58,7 @@ def resolve_features(cache, extractors: dict[str, str], modalities: list[str], r
     return features
 
 
-def _heads(cache, cfg: C.RunConfig) -> dict[str, int]:
+def label_heads(cache, cfg: C.RunConfig) -> dict[str, int]:
     unknown = [h for h in cfg.data.heads if h not in cache.heads]
     if unknown:
         raise MmkdError(f"data.heads lists {unknown} but the cache has only "
@@ -66,7 +66,7 @@ def _heads(cache, cfg: C.RunConfig) -> dict[str, int]:
     return {h: cache.heads[h] for h in cfg.data.heads}
 
 
-def _fingerprint(**parts: Any) -> str:
+def config_fingerprint(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -78,7 +78,7 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _device(device: str | None) -> torch.device:
+def resolve_device(device: str | None) -> torch.device:
     if device:
         return torch.device(device)
     if torch.cuda.is_available():
@@ -95,7 +95,7 @@ def _train(cache, cfg: C.RunConfig, role: str, method_name: str, modalities: lis
     recipe: C.RecipeConfig = getattr(cfg, role)
     tcfg = recipe.train
     features = resolve_features(cache, recipe.extractors, modalities, role)
-    heads = _heads(cache, cfg)
+    heads = label_heads(cache, cfg)
     method = methods.get(method_name)(tcfg, cache.n)
     rank, world = D.rank_world()
     if tcfg.batch_size % world:
@@ -117,13 +117,13 @@ def _train(cache, cfg: C.RunConfig, role: str, method_name: str, modalities: lis
             "model": model.spec.to_dict(), "heads": heads,
             "cache": {"path": str(cache.path), "manifest_hash": cache.manifest_hash},
             "feature_provenance": provenance, "config": C.to_dict(cfg), **extra_meta}
-    meta["fingerprint"] = _fingerprint(method=method_name, features=features, heads=heads,
+    meta["fingerprint"] = config_fingerprint(method=method_name, features=features, heads=heads,
                                        recipe=C.to_dict(recipe), manifest=cache.manifest_hash,
                                        provenance=provenance, **extra_meta)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         C.save(cfg, out_dir / ckpt.CONFIG)
-    result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=_device(device),
+    result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=resolve_device(device),
                  progress=progress, resume=resume, checkpoint_every=checkpoint_every)
     return result, model, features
 
@@ -143,8 +143,8 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
                                      {})
     shapes: dict[str, tuple[int, int]] = {}
     if D.rank_world()[0] == 0:
-        best, meta = ckpt.load_model(out_dir, map_location=str(_device(device)))
-        logits = predict_logits(best, cache, features, _device(device),
+        best, meta = ckpt.load_model(out_dir, map_location=str(resolve_device(device)))
+        logits = predict_logits(best, cache, features, resolve_device(device),
                                 batch_size=cfg.teacher.train.batch_size,
                                 precision=cfg.teacher.train.precision, progress=predict_progress)
         provenance = {"checkpoint": str((out_dir / ckpt.BEST).resolve()),
@@ -176,7 +176,7 @@ def distill(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
     cache = Cache.open(cache_path, mode="r")
     extra_meta: dict[str, Any] = {}
     if methods.get(method).needs_teacher:
-        for head in _heads(cache, cfg):
+        for head in label_heads(cache, cfg):
             cache.teacher_logits(TEACHER_ID, head)  # a clear error pointing to `train teacher`
         extra_meta["teacher_provenance"] = cache.teacher_provenance(TEACHER_ID)
     result, _, _ = _train(cache, cfg, "student", method, mods, Path(out_dir), device, progress,

@@ -267,19 +267,22 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply `a.b=c` overrides (values parsed as YAML scalars/lists) on top of `cfg`."""
+    """Apply `a.b=c` overrides (values parsed as YAML scalars/lists) on top of `cfg`.
+
+    A dict-typed field (e.g. `teacher.extractors`) takes new keys: `teacher.extractors.detection=stlt_l12`.
+    """
     data = to_dict(cfg)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. student.train.lr_max=2e-4"])
-        node = data
+        node, tp = data, RunConfig
         *parents, leaf = key.split(".")
         for part in parents:
             if not isinstance(node.get(part), dict):
                 raise ConfigError([f"--set {key}: {part!r} is not a config section"])
-            node = node[part]
-        if leaf not in node:
+            node, tp = node[part], typing.get_type_hints(tp)[part]
+        if leaf not in node and typing.get_origin(tp) is not dict:
             raise ConfigError([f"--set {key}: unknown field {leaf!r} (allowed: "
                                f"{', '.join(sorted(node))})"])
         node[leaf] = yaml.safe_load(raw) if raw else ""

@@ -27,6 +27,8 @@ def test_overrides_are_typed():
     assert cfg.data.modalities == ["video", "audio"]
     assert cfg.extract.strict is True
     assert cfg.teacher.extractors["video"] == "swin3d_t"
+    added = C.apply_overrides(cfg, ["teacher.extractors.detection=stlt_l12"])
+    assert added.teacher.extractors["detection"] == "stlt_l12"
 
 
 def test_unknown_override_names_the_field():

@@ -9,6 +9,12 @@ the camera shake. Keeping the maps makes the two other visual modalities exact b
   that is right about the motion but not perfect at the edges;
 - boxes are the placed sprites' content boxes, jittered like a detector's, with rare misses.
 
+Verbs also leave context in the picture, as in real kitchens where the sink, the board or the
+spoon tell much of what is done: washing happens in a sink under running water, cutting on a
+board, mixing with a spoon, pouring with a visible stream. These context layers are static in
+the scene (or ride on the hand), so flow sees them only through the camera and the hand, and
+boxes ignore them: the picture is the richest modality, as video is in EPIC.
+
 Nuisances: sensor noise (a bank of noise frames), motion blur (blending with the previous frame
 in proportion to the object's speed), occlusion (the grasping hand and a hand passing over the
 object), camera shake with occasional head turns, slow lighting drift and a per-participant
@@ -204,14 +210,48 @@ def _texture(
         cv2.circle(cv, (x2 - w // 8, cy), max(3, w // 16), (200, 200, 205, 255), -1, cv2.LINE_AA)
 
 
-def hand_sprite(skin: np.ndarray, knife: bool) -> Sprite:
-    """A palm with a wrist (and, for cutting, a knife blade held below it)."""
+def hand_sprite(skin: np.ndarray, tool: str = "") -> Sprite:
+    """A palm with a wrist, holding a tool: a knife blade below it, or a spoon reaching left."""
     cv = np.zeros((96, 80, 4), np.uint8)
+    if tool == "spoon":
+        cv2.line(cv, (2, 50), (40, 38), (200, 200, 208, 255), 5, cv2.LINE_AA)
+        cv2.ellipse(cv, (9, 52), (10, 7), 10, 0, 360, (215, 215, 222, 255), -1, cv2.LINE_AA)
     cv2.ellipse(cv, (40, 40), (17, 22), 0, 0, 360, _c(skin), -1, cv2.LINE_AA)
     cv2.rectangle(cv, (29, 50), (51, 95), _c(skin, 0.9), -1)
-    if knife:
+    if tool == "knife":
         cv2.rectangle(cv, (8, 14), (34, 22), (205, 205, 212, 255), -1)
     return _finish(cv)
+
+
+HAND_TOOL = {"strokes": "knife", "circle": "spoon"}  # cut holds a knife, mix a spoon
+
+
+def context_sprite(motion: str, rng: np.random.Generator) -> Sprite | None:
+    """The static scene a verb happens in (drawn under the object), or None.
+
+    wash: a steel sink with a stream of water from the tap; cut: a wooden chopping board;
+    pour: the poured liquid falling to the right of the object."""
+    if motion == "shake_x":
+        cv = np.zeros((2 * 70, 2 * 84, 4), np.uint8)
+        steel = tuple(int(c) for c in rng.uniform(150, 185) * np.array([1.0, 1.02, 1.06])) + (255,)
+        cv2.rectangle(cv, (4, 30), (163, 136), steel, -1)
+        cv2.rectangle(cv, (18, 44), (149, 122), _c(np.asarray(steel[:3]), 0.72), -1)
+        cv2.rectangle(cv, (76, 0), (92, 30), (120, 120, 128, 255), -1)  # the tap
+        cv2.rectangle(cv, (78, 30), (90, 100), (150, 200, 240, 200), -1)  # running water
+        return _finish(cv)
+    if motion == "strokes":
+        cv = np.zeros((2 * 44, 2 * 80, 4), np.uint8)
+        wood = np.array([196.0, 150.0, 98.0]) * rng.uniform(0.9, 1.1)
+        cv2.rectangle(cv, (4, 4), (155, 83), _c(wood), -1)
+        for y in range(16, 80, 14):
+            cv2.line(cv, (8, y), (150, y), _c(wood, 0.85), 2)
+        return _finish(cv)
+    if motion == "tilt_right":
+        cv = np.zeros((2 * 50, 2 * 16, 4), np.uint8)
+        colour = (90, 150, 230, 210) if rng.random() < 0.5 else (230, 170, 60, 210)
+        cv2.rectangle(cv, (10, 0), (22, 99), colour, -1)
+        return _finish(cv)
+    return None
 
 
 def place(
@@ -274,6 +314,7 @@ class Actors:
     q: dict[str, float]
     second: tuple[Sprite, float, float] | None
     passer: tuple[float, float, float, float] | None  # (t0 s, duration s, y, direction)
+    context: Sprite | None  # the verb's static scene (sink, board, poured stream)
 
 
 # ----------------------------------------------------------------------------- the video
@@ -301,7 +342,7 @@ class VideoScene:
         self.skin = np.asarray(style.skin)
         self.actors = [self._actors(rng, s) for s in video.segments]
         self.idle = [bool(rng.random() < 0.5) for _ in range(len(video.segments) + 1)]
-        self.idle_hand = hand_sprite(self.skin, knife=False)
+        self.idle_hand = hand_sprite(self.skin)
 
     # -- set-up
     def _background(self, rng: np.random.Generator) -> np.ndarray:
@@ -352,7 +393,7 @@ class VideoScene:
         colour = np.asarray(noun.colour) * np.asarray(self.style.tint) * rng.uniform(0.9, 1.1, 3)
         size = rng.uniform(0.88, 1.12) * HEIGHT
         obj = noun_sprite(noun, colour, (noun.size[0] * size, noun.size[1] * size))
-        hand = hand_sprite(self.skin * rng.uniform(0.95, 1.05), knife=verb.motion == "strokes")
+        hand = hand_sprite(self.skin * rng.uniform(0.95, 1.05), HAND_TOOL.get(verb.motion, ""))
         q = {
             "amp": {
                 "up": 0.27 * HEIGHT,
@@ -386,7 +427,8 @@ class VideoScene:
                 float(rng.choice([-1, 1])),
             )
         start, stop = seg.frames(self.video.fps)
-        return Actors(seg, start, stop, obj, hand, base, q, second, passer)
+        context = context_sprite(verb.motion, rng)
+        return Actors(seg, start, stop, obj, hand, base, q, second, passer, context)
 
     # -- per frame
     def layers_at(self, k: int, actors: Actors | None, gap: int) -> list[Layer]:
@@ -410,12 +452,20 @@ class VideoScene:
         dx, dy, scale, angle = object_pose(motion, p, tau, a.q)
         ox, oy = a.base[0] + dx, a.base[1] + dy
         out = []
+        if a.context is not None and motion != "tilt_right":  # sink, board: under everything
+            cy = a.base[1] + (0.12 * HEIGHT if motion == "strokes" else 0.0)
+            out.append(Layer("context", "context", a.context,
+                             place(a.context, a.base[0], cy, 1.0, 0.0, cam)))
         if a.second is not None:
             s2, x2, y2 = a.second
             out.append(
                 Layer("second", NOUNS[a.seg.second_noun].key, s2, place(s2, x2, y2, 1.0, 0.0, cam))
             )
         M = place(a.obj, ox, oy, scale, angle, cam)
+        if a.context is not None and motion == "tilt_right" and p > 0.35:  # the poured stream
+            lip = M @ np.array([*a.obj.corners[1], 1.0]) - cam
+            out.append(Layer("context", "context", a.context,
+                             place(a.context, lip[0] + 4, lip[1] + 26, 1.0, 0.0, cam)))
         out.append(Layer("object", NOUNS[a.seg.noun].key, a.obj, M))
         if motion == "strokes":  # the knife hand hovers over the object and chops
             top = a.obj.corners[0, 1] - a.obj.centre[1]
@@ -537,6 +587,8 @@ def boxes(state: FrameState, rng: np.random.Generator) -> list[dict]:
     """Something-Else labels for one frame: objects ("0000", "0001") and hands, in pixels."""
     out = []
     for la in state.layers:
+        if la.category == "context":
+            continue  # scenery, not an object a detector labels
         pts = la.M @ np.hstack([la.sprite.corners, np.ones((4, 1))]).T
         x1, y1 = np.clip(pts.min(axis=1) + rng.normal(0, 1.0, 2), 0, [WIDTH, HEIGHT])
         x2, y2 = np.clip(pts.max(axis=1) + rng.normal(0, 1.0, 2), 0, [WIDTH, HEIGHT])

@@ -8,8 +8,6 @@ teacher's and the student's extractor for the modality (`teacher/student.extract
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -74,7 +72,8 @@ def extract(
             batch_size=batch_size or ex.batch_size,
             workers=ex.workers if workers is None else workers, device=device or ex.device,
             strict=strict or ex.strict, shard_size=ex.shard_size, sampler=sampler)
-        with _progress(f"{modality}/{name}", "units" if dask else "clips") as (start, advance):
+        unit = "units" if dask else "clips"
+        with ui.counted_progress(f"{modality}/{name}", unit) as (start, advance):
             result = run_extract(job, shard=shard_t, dask=dask, progress=advance, on_start=start)
         _write_resolved(run, job, result)
         results.append(result)
@@ -109,22 +108,6 @@ def _targets(run: Run, modality: str, extractor: str | None, weights: Path | Non
         if (name, path) not in out:
             out.append((name, path))
     return out
-
-
-@contextmanager
-def _progress(title: str, unit: str) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
-    with ui.new_progress("rate") as bar:
-        task = bar.add_task(title, total=None, rate="")
-
-        def start(total: int) -> None:
-            bar.update(task, total=total)
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-            speed = bar.tasks[task].speed
-            bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
-
-        yield start, advance
 
 
 def _write_resolved(run: Run, job, result) -> Path:

@@ -53,3 +53,22 @@ def progress_bar(description: str, total: int | None, unit: str = "items") -> It
             bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
 
         yield advance
+
+
+@contextmanager
+def counted_progress(description: str, unit: str = "items"
+                     ) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A rich progress bar whose total the library reports once it knows it: yields
+    `(start(total), advance(n))` for library callbacks."""
+    with new_progress("rate") as bar:
+        task = bar.add_task(description, total=None, rate="")
+
+        def start(total: int) -> None:
+            bar.update(task, total=total)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
+
+        yield start, advance

@@ -23,7 +23,7 @@ import torch
 from mmkd.cache.loader import CacheBatches
 from mmkd.datasets.manifest import Sample
 from mmkd.extract.inputs import InputBuilder
-from mmkd.extract.runner import DECODE_MP_CONTEXT, decode_errors, init_decode_worker
+from mmkd.extract.runner import decode_errors, decode_loader_options
 from mmkd.train.augment import Augment, sample_rng
 
 if TYPE_CHECKING:
@@ -116,10 +116,8 @@ class FinetuneBatches:
         self.clips.epoch = self.epoch  # workers start after this: they see this epoch's seed
         loader = torch.utils.data.DataLoader(
             self.clips, batch_sampler=[b.tolist() for b in self.cached.batch_indices()],
-            num_workers=self.workers, collate_fn=collate,
-            worker_init_fn=init_decode_worker if self.workers else None,
-            multiprocessing_context=DECODE_MP_CONTEXT if self.workers else None,
-            pin_memory=self.pin_memory, prefetch_factor=2 if self.workers else None)
+            collate_fn=collate, pin_memory=self.pin_memory,
+            **decode_loader_options(self.workers))
         for idx, raw, raw_present, reasons in loader:
             self.failures.update(reasons)
             batch = self.cached.read_batch(idx)

@@ -103,6 +103,18 @@ class RecipeConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """`mmkd pretrain`: extractors trained on the run's own train split before extraction, for
+    datasets without a usable pretrained checkpoint (the demo's video and flow Swins)."""
+
+    modalities: list[str] = field(default_factory=list)  # what `mmkd demo` pretrains (those of
+    # data.modalities; others are ignored)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=10, batch_size=16, lr_min=1e-5, lr_max=2e-3, warmup_epochs=1, weight_decay=0.05,
+        grad_clip=1.0))
+
+
+@dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=lambda: ["subsets", "missing-rate"])
     missing_rates: list[float] = field(default_factory=lambda: [i / 10 for i in range(10)])
@@ -119,6 +131,7 @@ class RunConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     teacher: RecipeConfig = field(default_factory=RecipeConfig)
     student: RecipeConfig = field(default_factory=lambda: RecipeConfig(name="student"))
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> None:
@@ -166,26 +179,26 @@ def ssv2_student() -> RecipeConfig:
 
 
 def demo_teacher() -> RecipeConfig:
-    """The built-in dataset's teacher: small extractors the demo trains itself, on CPU."""
+    """The built-in dataset's teacher: video/flow Swins pretrained on its train split, a random
+    audio Swin; a small fusion block, trained on CPU."""
     return RecipeConfig(
         name="teacher",
         extractors={"video": "demo_swin3d_teacher", "flow": "demo_swin3d_teacher",
                     "audio": "demo_swin3d_teacher_audio"},
         fusion=FusionConfig(width=128, layers=2, heads=8, attn_dropout=0.1, mlp_hidden=128),
-        train=TrainConfig(epochs=50, batch_size=32, lr_min=1e-5, lr_max=1e-3, warmup_epochs=3,
+        train=TrainConfig(epochs=15, batch_size=32, lr_min=1e-5, lr_max=1e-3, warmup_epochs=2,
                           weight_decay=0.05, grad_clip=1.0),
     )
 
 
 def demo_student() -> RecipeConfig:
-    """The built-in dataset's student: smaller extractors and fusion block."""
+    """The built-in dataset's student: smaller pretrained Swins, a random AST, a smaller fusion."""
     return RecipeConfig(
         name="student",
         extractors={"video": "demo_swin3d_student", "flow": "demo_swin3d_student",
                     "audio": "demo_ast_student"},
         fusion=FusionConfig(width=64, layers=1, heads=8, attn_dropout=0.0, mlp_hidden=64),
-        # 80 epochs: with modality dropout the student sits on a loss plateau for ~20 epochs
-        train=TrainConfig(epochs=80, batch_size=16, lr_min=1e-5, lr_max=1e-3, warmup_epochs=3,
+        train=TrainConfig(epochs=40, batch_size=16, lr_min=1e-5, lr_max=1e-3, warmup_epochs=2,
                           weight_decay=0.01, grad_clip=2.0, modality_dropout=0.5),
     )
 
@@ -211,9 +224,12 @@ def run_preset(dataset: str) -> RunConfig:
     if dataset == "demo":
         return RunConfig(
             data=DataConfig(dataset="demo"),
-            clip=ClipConfig(num_frames=16, frame_stride=2),
-            extract=ExtractConfig(theta=64, batch_size=16, shard_size=64),
+            clip=ClipConfig(num_frames=8, frame_stride=2, sampling="uniform"),
+            extract=ExtractConfig(theta=16, batch_size=16, shard_size=64),
             teacher=demo_teacher(), student=demo_student(),
+            pretrain=PretrainConfig(modalities=["video", "flow"], train=TrainConfig(
+                epochs=12, batch_size=32, lr_min=1e-5, lr_max=3e-3, warmup_epochs=1,
+                weight_decay=0.05, grad_clip=1.0)),
         )
     return RunConfig(data=DataConfig(dataset=dataset), teacher=epic100_teacher(),
                      student=epic100_student())
@@ -348,13 +364,15 @@ def _problems(cfg: RunConfig) -> list[str]:
         for m in mods:
             check(m in role.extractors, f"{r}.extractors", sorted(role.extractors),
                   f"no extractor for modality {m!r}; set {r}.extractors.{m}=NAME")
-        f, t = role.fusion, role.train
+        f = role.fusion
         check(f.width > 0 and f.width % f.heads == 0, f"{r}.fusion.width", f.width,
               f"must be a positive multiple of fusion.heads ({f.heads})")
         check(f.layers >= 1, f"{r}.fusion.layers", f.layers, "must be >= 1")
         check(0 <= f.attn_dropout < 1, f"{r}.fusion.attn_dropout", f.attn_dropout, "must be in [0, 1)")
         check(f.missing_strategy in MISSING_STRATEGIES, f"{r}.fusion.missing_strategy",
               f.missing_strategy, f"allowed: {', '.join(MISSING_STRATEGIES)}")
+    for r, t in (("teacher", cfg.teacher.train), ("student", cfg.student.train),
+                 ("pretrain", cfg.pretrain.train)):
         check(t.epochs >= 1, f"{r}.train.epochs", t.epochs, "must be >= 1")
         check(t.batch_size >= 1, f"{r}.train.batch_size", t.batch_size, "must be >= 1")
         check(0 < t.lr_min <= t.lr_max, f"{r}.train.lr_min", t.lr_min, f"must be in (0, lr_max={t.lr_max}]")

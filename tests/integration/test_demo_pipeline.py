@@ -4,6 +4,7 @@ The full demo (generation + extraction of ~1,400 clips) takes minutes, so the en
 `make demo`; here the stages' skip logic and the findings are checked on tiny inputs."""
 
 import json
+import re
 
 from typer.testing import CliRunner
 
@@ -24,6 +25,22 @@ def test_init_is_kept_on_rerun_and_targets_cover_both_roles(tmp_path):
     assert targets == [("video", "demo_swin3d_teacher"), ("video", "demo_swin3d_student"),
                        ("flow", "demo_swin3d_teacher"), ("flow", "demo_swin3d_student"),
                        ("audio", "demo_swin3d_teacher_audio"), ("audio", "demo_ast_student")]
+    # the pretrain stage's outputs are the extract stage's weights; the audio stays random
+    assert cfg.teacher.weights == {
+        "video": "pretrained/video-demo_swin3d_teacher.safetensors",
+        "flow": "pretrained/flow-demo_swin3d_teacher.safetensors"}
+    assert set(cfg.student.weights) == {"video", "flow"}
+    assert P.pretrain_pending(paths, cfg) == ["video", "flow"]
+    for role in (cfg.teacher, cfg.student):
+        for m in ("video",):
+            (paths.run / role.weights[m]).parent.mkdir(parents=True, exist_ok=True)
+            (paths.run / role.weights[m]).write_bytes(b"")
+    assert P.pretrain_pending(paths, cfg) == ["flow"]
+    # KARMMA_S trains after the teacher (it needs its logits); the rest runs side by side
+    rounds = [list(r) for r in P.TRAIN_ROUNDS]
+    assert sorted(sum(rounds, [])) == sorted(["teacher", *P.STUDENT_METHODS])
+    assert next(i for i, r in enumerate(rounds) if "karmma" in r) > next(
+        i for i, r in enumerate(rounds) if "teacher" in r)
     (paths.data).mkdir(parents=True)
     (paths.data / "demo.json").write_text(json.dumps({"scale": "tiny", "seed": 0}))
     assert P.data_ready(paths)
@@ -48,3 +65,35 @@ def test_findings_answer_the_demo_questions(tmp_path):
 def test_demo_rejects_unknown_scale(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--scale", "huge"])
     assert isinstance(res.exception, MmkdError) and "tiny or small" in str(res.exception)
+
+
+def test_demo_runs_end_to_end_and_a_rerun_only_reports(tmp_path, demo_tiny):
+    """The whole `mmkd demo` at tiny scale with one epoch per stage: pretrain, extract and train
+    jobs side by side, eval and the findings; a second run skips or resumes every stage."""
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "data").symlink_to(demo_tiny)  # the session's generated tiny dataset
+    sets = ["pretrain.train.epochs=1", "teacher.train.epochs=1", "student.train.epochs=1",
+            "pretrain.train.warmup_epochs=0", "teacher.train.warmup_epochs=0",
+            "student.train.warmup_epochs=0", "eval.seeds=[0]", "eval.missing_rates=[0.0,0.5]"]
+    args = ["demo", "--out", str(out), "--scale", "tiny", *[a for s in sets for a in ("--set", s)]]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    run = out / "run"
+    for m in ("video", "flow"):
+        for role in ("teacher", "student"):
+            assert (run / "pretrained" / f"{m}-demo_swin3d_{role}.safetensors").exists()
+    for d in ("teacher", "students/karmma", "students/baseline", "students/baseline-delta"):
+        assert (run / d / "best.safetensors").exists()
+    report = (run / "reports" / "report.md").read_text()
+    assert "KARMMA_S" in report and "Baseline w/ δ" in report
+    text = " ".join(res.output.split())
+    assert "without video (F+A)" in text and "time per stage" in text
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    text = " ".join(again.output.split())
+    assert "video, flow already pretrained" in text
+    assert len(re.findall(r"0 new, (\d+) already done", text)) == 6  # every extraction skipped
+    for d in ("teacher", "students/karmma"):  # finished trainings resume as done, not again
+        assert len((run / d / "metrics.jsonl").read_text().splitlines()) == 1

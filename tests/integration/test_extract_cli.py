@@ -29,7 +29,7 @@ def run_dir(tmp_path) -> Path:
     run = tmp_path / "run"
     res = runner.invoke(app, [
         "init", str(run), "--dataset", "demo", "--set", f"data.manifest_dir={manifest}",
-        "--set", "clip.num_frames=8", "--set", "extract.workers=1",
+        "--set", "clip.num_frames=8", "--set", "clip.sampling=k400", "--set", "extract.workers=1",
         "--set", "teacher.extractors.audio=test_swin3d_audio",
         "--set", "student.extractors.audio=test_ast", "--set", "extract.theta=12"])
     assert res.exit_code == 0, res.output

@@ -47,7 +47,8 @@ def run_dir(tmp_path_factory) -> Path:
     manifest = em.build_dataset(root / "data", n_videos=3, seconds=2.6)
     run = root / "run"
     sets = ["data.modalities=[video,audio,detection]", "data.heads=[verb]", f"data.manifest_dir={manifest}",
-            "clip.num_frames=4", "clip.frame_stride=2", "extract.workers=0", "extract.theta=6",
+            "clip.num_frames=4", "clip.frame_stride=2", "clip.sampling=k400", "extract.workers=0",
+            "extract.theta=6",
             "teacher.fusion.width=16", "teacher.fusion.mlp_hidden=16",
             "student.fusion.width=16", "student.fusion.mlp_hidden=16",
             "teacher.train.epochs=1", "student.train.epochs=1", "student.train.batch_size=2",

@@ -78,6 +78,7 @@ _COMMAND_MODULES: list[str] = [
     "finetune",
     "flow",
     "manifest",
+    "pretrain",
     "slurm",
     "train",
 ]

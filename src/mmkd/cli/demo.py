@@ -24,9 +24,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated dataset.")] = 0,
     efficiency: Annotated[bool, typer.Option(
         help="Also measure teacher vs student inference cost at this run's sizes.")] = False,
-    threads: Annotated[int, typer.Option(
-        help="torch threads for training and evaluation (the fusion models are small: on 2 "
-             "busy cores 1 thread measured ~10× faster per epoch than 2).")] = 1,
+    jobs: Annotated[int, typer.Option(
+        help="Independent stages run side by side in this many processes, one torch thread "
+             "each (small models use one core best).")] = 2,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Config override for a new run, e.g. teacher.train.epochs=5.")] = None,
 ) -> None:
@@ -34,8 +34,8 @@ def demo(
     baseline, baseline-delta) → eval; finished stages are skipped on a re-run."""
     from mmkd import demo_pipeline as P
     from mmkd.cli.eval import run_eval
+    from mmkd.cli.jobs import Job, run_jobs
     from mmkd.cli.runctx import find_run
-    from mmkd.cli.train import train_progress
     from mmkd.errors import MmkdError
 
     if scale not in ("tiny", "small"):
@@ -62,30 +62,38 @@ def demo(
     times["data + manifest"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for target in P.extract_targets(cfg):
-        title = f"extract {target.modality}/{target.extractor}"
-        with ui.progress_bar(title, total=None, unit="clips") as advance:
-            res = P.extract(paths, cfg, target, progress=advance)
-        stage(title, f"{res.ok} new, {res.already_done} already done, {res.failed} failed "
-                     f"({res.k}→{res.slots} tokens × {res.dim})")
+    pending = P.pretrain_pending(paths, cfg)
+    results = run_jobs([Job(f"pretrain {m}", P.pretrain, (paths, cfg, m)) for m in pending],
+                       workers=jobs)
+    for r in (r for rs in results for r in rs):
+        stage(f"pretrain {r.modality}/{r.extractor}",
+              f"best epoch {r.fit.best_epoch}: val acc {r.fit.best.get('val_acc', float('nan')):.1%}")
+    if not pending and P.pretrained_modalities(cfg):
+        stage("pretrain", f"{', '.join(P.pretrained_modalities(cfg))} already pretrained")
+    times["pretrain"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    targets = P.extract_targets(cfg)
+    results = run_jobs([Job(f"extract {x.modality}/{x.extractor}", P.extract, (paths, cfg, x))
+                        for x in targets], workers=jobs)
+    for x, res in zip(targets, results, strict=True):
+        stage(f"extract {x.modality}/{x.extractor}",
+              f"{res.ok} new, {res.already_done} already done, {res.failed} failed "
+              f"({res.k}→{res.slots} tokens × {res.dim})")
     times["extract"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for names in P.TRAIN_ROUNDS:
+        results = run_jobs([Job(n, P.teacher_job, (paths, cfg)) if n == "teacher" else
+                            Job(n, P.distill_job, (paths, cfg, n)) for n in names], workers=jobs)
+        for n, res in zip(names, results, strict=True):
+            fit = res.fit if n == "teacher" else res
+            stage(n, f"best epoch {fit.best_epoch}: val acc {fit.best.get('val_acc', 0):.1%}")
+    times["train (teacher, students)"] = time.perf_counter() - t
 
     import torch
 
-    torch.set_num_threads(threads)
-    t = time.perf_counter()
-    with train_progress("teacher") as on_event:
-        res = P.train_teacher(paths, cfg, progress=on_event)
-    stage("teacher", f"best epoch {res.fit.best_epoch}: val acc "
-                     f"{res.fit.best.get('val_acc', float('nan')):.1%}")
-    times["teacher"] = time.perf_counter() - t
-    t = time.perf_counter()
-    for method in P.STUDENT_METHODS:
-        with train_progress(method) as on_event:
-            fit = P.distill(paths, cfg, method, progress=on_event)
-        stage(method, f"best epoch {fit.best_epoch}: val acc {fit.best.get('val_acc', 0):.1%}")
-    times["students"] = time.perf_counter() - t
-
+    torch.set_num_threads(1)
     t = time.perf_counter()
     run = find_run(paths.run)
     protocols = ["subsets", "missing-rate"] + (["efficiency"] if efficiency else [])

@@ -58,7 +58,8 @@ def finetune_cmd(
     name: Annotated[str | None, typer.Option(
         help="Output folder under RUN_DIR/students (default <from>-ft-<modalities>).")] = None,
     no_flip: Annotated[bool, typer.Option(
-        "--no-flip", help="No horizontal flips (default: flips unless the dataset is ssv2).")]
+        "--no-flip", help="No horizontal flips (default: flips unless the dataset is ssv2 or "
+                      "demo, whose labels depend on direction).")]
     = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c (repeatable).")]
     = None,

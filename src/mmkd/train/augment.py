@@ -64,6 +64,12 @@ class Augment:
         return out
 
 
+def flips_keep_labels(dataset: str) -> bool:
+    """Whether horizontal flips leave a dataset's labels true: not where direction is the class
+    (SSv2's "left to right"; the demo's open, counter-clockwise, vs close, clockwise)."""
+    return dataset not in ("ssv2", "demo")
+
+
 def random_resized_crop(frames_CTHW: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """One random box (area and aspect in CROP_AREA/CROP_RATIO) for all frames, resized back."""
     C, T, H, W = frames_CTHW.shape

@@ -3,7 +3,13 @@
 import numpy as np
 import torch
 
-from mmkd.train.augment import Augment, jitter_boxes, random_resized_crop, sample_rng
+from mmkd.train.augment import (
+    Augment,
+    flips_keep_labels,
+    jitter_boxes,
+    random_resized_crop,
+    sample_rng,
+)
 
 
 def test_constant_flow_keeps_magnitude_and_flips_sign_of_u():
@@ -63,3 +69,8 @@ def test_box_jitter_moves_real_boxes_only_and_keeps_them_valid():
     res = Augment("detection", "layout")({"boxes": boxes, "categories": cats},
                                           sample_rng(0, 0, 0))
     assert torch.equal(res["categories"], cats)
+
+
+def test_flips_are_off_where_direction_is_the_class():
+    assert not flips_keep_labels("ssv2") and not flips_keep_labels("demo")
+    assert flips_keep_labels("epic100") and flips_keep_labels("custom")

@@ -76,5 +76,5 @@ register_spec(ExtractorSpec("ast_base", "ast", 768, ast_arch(768, 12, 12),
 register_spec(ExtractorSpec("test_ast", "ast", 32, ast_arch(32, 1, 2), "random init (tests only)",
                             n_mels=32, target_frames=48))
 register_spec(ExtractorSpec("demo_ast_student", "ast", 64, ast_arch(64, 2, 2),
-                            "the demo's own pretraining (mmkd demo)", sample_rate=24000,
+                            "random init (the demo, as the paper's AST-Tiny)", sample_rate=24000,
                             n_mels=64, target_frames=100))

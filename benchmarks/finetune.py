@@ -1,8 +1,8 @@
 """Stage 3 step cost: the training step with trainable extractors vs stage 2's from the cache,
 and what gradient checkpointing / micro-batch accumulation save and cost, side by side.
 
-Setup: the demo student (demo_swin3d_student on 16×64×64 video, demo_ast_student on 100×64
-fbanks, fusion width 64, Θ = 64), one batch of 16 on already-decoded inputs (decoding is
+Setup: the demo student (demo_swin3d_student on 8×64×64 video, demo_ast_student on 100×64
+fbanks, fusion width 64, Θ = 16), one batch of 16 on already-decoded inputs (decoding is
 measured separately by `mmkd finetune` on the demo; see the README), AdamW step included.
   stage2        FusionModel on the cached (Θ-averaged) tokens of both modalities
   stage3        EndToEndStudent fine-tuning video + audio: forward, backward, step
@@ -35,7 +35,7 @@ from mmkd.models import FusionModel, ModelSpec
 from mmkd.train.finetune import EndToEndStudent, enable_grad_checkpointing
 from mmkd.train.finetune_data import RawInputs
 
-BATCH, FRAMES, THETA, ROUNDS = 16, 16, 64, 4
+BATCH, FRAMES, THETA, ROUNDS = 16, 8, 16, 4
 OUT = Path(__file__).parent / "results" / "finetune.json"
 EXTRACTORS = {"video": "demo_swin3d_student", "audio": "demo_ast_student"}
 

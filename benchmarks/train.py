@@ -9,7 +9,7 @@ AdamW) on the same batch size; they differ only in where the tokens come from:
 The speed-up per epoch is the ratio of the two samples/s (an epoch is N samples either way).
 
 Two scales, each measured side by side in this run:
-  demo    the demo recipe (demo_swin3d_teacher / _audio extractors, 16×224×224 clips, Θ = 64,
+  demo    the demo recipe (its teacher extractors and clip policy: 8 frames, 64 px crops, Θ = 16,
           d = 128, l = 2), random extractor weights (speed does not depend on them)
   paper   the paper's teacher (Video Swin-B on 32×224×224 for video and flow, Swin-B on log-mel
           windows for audio, Θ = 300, d = 768, l = 2); online measured on a few clips only
@@ -213,7 +213,8 @@ def main() -> None:
         out = OUT.with_name("train_paper.json")
     else:
         demo = C.run_preset("demo")
-        results = {"demo": compare("demo", demo.teacher, ClipSampler(16, 2), demo.extract.theta,
+        clip = ClipSampler(demo.clip.num_frames, demo.clip.frame_stride, demo.clip.sampling)
+        results = {"demo": compare("demo", demo.teacher, clip, demo.extract.theta,
                                    batch=4, n_media=12, online_batches=2, n_cache=128)}
         out = OUT
     results.update(machine=machine, wall_s=round(time.perf_counter() - t0, 1))

@@ -177,31 +177,23 @@ def pretrain(p: DemoPaths, cfg: C.RunConfig, modality: str, report: Any) -> list
     return pretrain_modality(p.run, cfg, modality, report, workers=0)
 
 
-def teacher_job(p: DemoPaths, cfg: C.RunConfig, report: Any) -> Any:
-    return train_teacher(p, cfg, progress=report.event)
-
-
-def distill_job(p: DemoPaths, cfg: C.RunConfig, method: str, report: Any) -> Any:
-    return distill(p, cfg, method, progress=report.event)
-
-
 # Training rounds: each round's jobs run side by side; KARMMA_S needs the teacher's logits.
 TRAIN_ROUNDS = (("teacher", "baseline"), ("baseline-delta", "karmma"))
 
 
-def train_teacher(p: DemoPaths, cfg: C.RunConfig, progress: Any = None) -> Any:
-    from mmkd.train.stage2 import train_teacher as _train
+def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
+    """A job: the teacher (`name` "teacher"; its logits go into the cache) or one of
+    `STUDENT_METHODS`, on CPU, reporting the loop's events. Returns the teacher's result or the
+    student's FitResult."""
+    from mmkd.train.stage2 import distill, train_teacher
 
-    return _train(p.run / "cache.zarr", cfg, p.run / "teacher", device="cpu", progress=progress)
-
-
-def distill(p: DemoPaths, cfg: C.RunConfig, method: str, progress: Any = None) -> Any:
-    from mmkd.train.stage2 import distill as _distill
-
-    if method not in STUDENT_METHODS:
-        raise MmkdError(f"demo method {method!r}: use one of {', '.join(STUDENT_METHODS)}")
-    return _distill(p.run / "cache.zarr", cfg, p.run / "students" / method, method=method,
-                    device="cpu", progress=progress)
+    if name == "teacher":
+        return train_teacher(p.run / "cache.zarr", cfg, p.run / "teacher", device="cpu",
+                             progress=report.event)
+    if name not in STUDENT_METHODS:
+        raise MmkdError(f"demo method {name!r}: use one of {', '.join(STUDENT_METHODS)}")
+    return distill(p.run / "cache.zarr", cfg, p.run / "students" / name, method=name,
+                   device="cpu", progress=report.event)
 
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:

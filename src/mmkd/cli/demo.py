@@ -84,8 +84,7 @@ def demo(
 
     t = time.perf_counter()
     for names in P.TRAIN_ROUNDS:
-        results = run_jobs([Job(n, P.teacher_job, (paths, cfg)) if n == "teacher" else
-                            Job(n, P.distill_job, (paths, cfg, n)) for n in names], workers=jobs)
+        results = run_jobs([Job(n, P.train, (paths, cfg, n)) for n in names], workers=jobs)
         for n, res in zip(names, results, strict=True):
             fit = res.fit if n == "teacher" else res
             stage(n, f"best epoch {fit.best_epoch}: val acc {fit.best.get('val_acc', 0):.1%}")

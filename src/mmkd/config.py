@@ -134,6 +134,11 @@ class RunConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def manifest_path(self, run_dir: str | Path) -> Path:
+        """`data.manifest_dir`, relative to the run directory unless absolute."""
+        p = Path(self.data.manifest_dir)
+        return p if p.is_absolute() else Path(run_dir) / p
+
     def validate(self) -> None:
         """Raise ConfigError listing every problem (field, value, why, what is allowed)."""
         problems = _problems(self)

@@ -107,11 +107,11 @@ def init_run(p: DemoPaths, overrides: list[str] | None = None) -> tuple[bool, C.
     cfg = C.run_preset("demo")
     cfg.data.annotations = str((p.data / "annotations").resolve())
     cfg.data.media_root = str((p.data / "media").resolve())
-    for role in (cfg.teacher, cfg.student):  # the pretrain stage writes these files
-        role.weights.update({m: f"{PRETRAINED_DIR}/{weights_name(m, role.extractors[m])}"
-                             for m in pretrained_modalities(cfg)})
     cfg = C.apply_overrides(cfg, list(overrides or []))
     cfg.validate()
+    for role in (cfg.teacher, cfg.student):  # the pretrain stage writes these files
+        for m in pretrained_modalities(cfg):  # (after overrides: they may change extractors)
+            role.weights.setdefault(m, f"{PRETRAINED_DIR}/{weights_name(m, role.extractors[m])}")
     C.save(cfg, target)
     return True, cfg
 

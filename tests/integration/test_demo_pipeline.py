@@ -30,6 +30,10 @@ def test_init_is_kept_on_rerun_and_targets_cover_both_roles(tmp_path):
         "video": "pretrained/video-demo_swin3d_teacher.safetensors",
         "flow": "pretrained/flow-demo_swin3d_teacher.safetensors"}
     assert set(cfg.student.weights) == {"video", "flow"}
+    # an override of an extractor is followed by its weights file (wired after the overrides)
+    _, other = P.init_run(P.DemoPaths(tmp_path / "other", "tiny"),
+                          ["teacher.extractors.flow=demo_swin3d_student"])
+    assert other.teacher.weights["flow"] == "pretrained/flow-demo_swin3d_student.safetensors"
     assert P.pretrain_pending(paths, cfg) == ["video", "flow"]
     for role in (cfg.teacher, cfg.student):
         for m in ("video",):

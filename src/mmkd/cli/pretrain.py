@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mmkd.cli import ui
 from mmkd.cli.jobs import BarReporter
-from mmkd.cli.runctx import Run, find_run
+from mmkd.cli.runctx import find_run
 from mmkd.cli.train import CacheOpt, DeviceOpt, RestartOpt, SetOpt
 
 
@@ -35,9 +35,13 @@ def pretrain(
 ) -> None:
     """Train extractors (random init + a linear classifier per label head) on the train split,
     keep the best epoch on val, and write RUN_DIR/pretrained/<modality>-<extractor>.safetensors."""
+    from mmkd.train.pretrain import pretrain_modality
+
     run = find_run(cache, (set_ or []) + ([f"pretrain.train.epochs={epochs}"] if epochs else []))
-    results = run_pretrain(run, modality, extractor or None, out, workers, in_ram,
-                           device or "cpu", resume=not restart)
+    with ui.new_progress("info") as bar:
+        results = pretrain_modality(run.dir, run.cfg, modality, BarReporter(bar, "pretrain"),
+                                    extractor or None, out, workers, in_ram, device or "cpu",
+                                    resume=not restart)
     table = Table(title=f"mmkd pretrain ({modality})")
     for col in ("extractor", "clips train/val", "best epoch", "val acc", "weights"):
         table.add_column(col)
@@ -47,20 +51,10 @@ def pretrain(
                       f"{best['val_acc']:.1%}" if "val_acc" in best else "–", str(r.weights))
     ui.console.print(table)
     for r in results:
+        for reason, n in r.failures.most_common(5):
+            ui.console.print(f"  [yellow]{r.extractor}: {n} × {reason} (left out)[/yellow]")
         rel = r.weights.relative_to(run.dir) if r.weights.is_relative_to(run.dir) else r.weights
         ui.info(f"use them: --set teacher.weights.{modality}={rel} (or student.weights) in "
                 f"this run, or mmkd extract --modality {modality} --extractor {r.extractor} "
                 f"--weights {r.weights}")
 
-
-def run_pretrain(run: Run, modality: str, extractors: list[str] | None, out: Path | None,
-                 workers: int | None, in_ram: bool, device: str, resume: bool = True) -> list:
-    """`pretrain_modality` with a live bar, then the media it had to leave out."""
-    from mmkd.train.pretrain import pretrain_modality
-
-    with ui.new_progress("info") as bar:
-        results = pretrain_modality(run.dir, run.cfg, modality, BarReporter(bar, "pretrain"),
-                                    extractors, out, workers, in_ram, device, resume)
-    for reason, n in (results[0].failures.most_common(5) if results else []):
-        ui.console.print(f"  [yellow]{modality}: {n} × {reason} (left out)[/yellow]")
-    return results

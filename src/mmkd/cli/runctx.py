@@ -20,8 +20,7 @@ class Run:
 
     @property
     def manifest_dir(self) -> Path:
-        p = Path(self.cfg.data.manifest_dir)
-        return p if p.is_absolute() else self.dir / p
+        return self.cfg.manifest_path(self.dir)
 
     @property
     def reports_dir(self) -> Path:

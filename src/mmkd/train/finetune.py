@@ -245,7 +245,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
                         f"of {opts.from_dir} ({','.join(mods)})")
     out_dir = opts.out_dir or run_dir / "students" / default_name(opts.from_dir,
                                                                    opts.modalities)
-    manifest_dir = _manifest_dir(run_dir, cfg)
+    manifest_dir = cfg.manifest_path(run_dir)
     mmeta, samples = read_all(manifest_dir)
     if manifest_hash(samples) != cache.manifest_hash:
         raise MmkdError(f"{manifest_dir}: this manifest is not the one {cache.path} was built "
@@ -342,11 +342,6 @@ def finetune_recipe(train: C.TrainConfig, epochs: int | None, lr_scale: float = 
     return dataclasses.replace(train, epochs=epochs,
                                warmup_epochs=train.warmup_epochs * epochs / train.epochs,
                                lr_min=train.lr_min * lr_scale, lr_max=train.lr_max * lr_scale)
-
-
-def _manifest_dir(run_dir: Path, cfg: C.RunConfig) -> Path:
-    p = Path(cfg.data.manifest_dir)
-    return p if p.is_absolute() else run_dir / p
 
 
 def _source(cache, run_dir: Path, cfg: C.RunConfig, m: str, entry: str) -> _Source:

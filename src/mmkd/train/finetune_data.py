@@ -117,7 +117,7 @@ class FinetuneBatches:
         loader = torch.utils.data.DataLoader(
             self.clips, batch_sampler=[b.tolist() for b in self.cached.batch_indices()],
             collate_fn=collate, pin_memory=self.pin_memory,
-            **decode_loader_options(self.workers))
+            **decode_loader_options(self.workers, self.clips))
         for idx, raw, raw_present, reasons in loader:
             self.failures.update(reasons)
             batch = self.cached.read_batch(idx)

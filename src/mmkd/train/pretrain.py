@@ -39,14 +39,15 @@ from mmkd.extract.inputs import InputBuilder
 from mmkd.extract.runner import decode_loader_options
 from mmkd.extract.sampling import ClipSampler
 from mmkd.train import checkpoint as ckpt
-from mmkd.train.augment import Augment, flips_keep_labels
+from mmkd.train.augment import Augment, flips_keep_labels, sample_rng
 from mmkd.train.finetune import NO_DECAY_SUFFIXES
 from mmkd.train.finetune_data import RawClips, RawInputs, collate
 from mmkd.train.loop import FitResult, ProgressFn, fit
 from mmkd.train.methods import BaselineMethod
+from mmkd.train.stage2 import VAL_SPLIT, config_fingerprint
 
 PRETRAINED_DIR = "pretrained"
-TRAIN_SPLIT, VAL_SPLIT = "train", "val"
+TRAIN_SPLIT = "train"
 
 
 def weights_name(modality: str, extractor: str) -> str:
@@ -110,8 +111,6 @@ class DecodedClips(torch.utils.data.Dataset):
         return len(self.tensors)
 
     def __getitem__(self, i: int) -> tuple[int, dict[str, Any], dict[str, str]]:
-        from mmkd.train.augment import sample_rng
-
         x = {k: v.float() for k, v in self.tensors[i].items()}
         if self.augment is not None:
             x = self.augment(x, sample_rng(self.seed, self.epoch, i))
@@ -126,7 +125,7 @@ def decode_split(samples: list[Sample], indices: np.ndarray, build: InputBuilder
     clips = RawClips(samples, {build.modality: build}, None, seed=0)
     loader = torch.utils.data.DataLoader(
         clips, batch_sampler=[indices[i:i + 16].tolist() for i in range(0, len(indices), 16)],
-        collate_fn=_as_list, **decode_loader_options(workers, prefetch=4))
+        collate_fn=_as_list, **decode_loader_options(workers, clips, prefetch=4))
     out: dict[int, dict[str, torch.Tensor]] = {}
     failures: Counter = Counter()
     for items in loader:
@@ -152,6 +151,7 @@ class ClipBatches:
         self.dataset, self.indices, self.labels = dataset, np.asarray(indices), labels
         self.modality, self.batch_size, self.shuffle, self.seed = modality, batch_size, shuffle, seed
         self.workers, self.epoch = workers, 0
+        self.failures: Counter = Counter()  # media that failed to decode while streaming
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -169,10 +169,12 @@ class ClipBatches:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.dataset.epoch = self.epoch
+        self.failures = Counter()  # this pass only: a broken clip counts once, not per epoch
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_sampler=[b.tolist() for b in self.batch_indices()],
-            collate_fn=collate, **decode_loader_options(self.workers))
-        for idx, raw, present, _ in loader:
+            collate_fn=collate, **decode_loader_options(self.workers, self.dataset))
+        for idx, raw, present, reasons in loader:
+            self.failures.update(reasons)
             keep = present[self.modality]
             if not keep.all():  # media that failed to decode while streaming: leave them out
                 idx, rows = idx[keep.numpy()], keep.nonzero().squeeze(1)
@@ -238,8 +240,7 @@ def prepare_inputs(run_dir: str | Path, cfg: C.RunConfig, modality: str, extract
     if modality not in cfg.data.modalities:
         raise MmkdError(f"--modality {modality}: not in this run's data.modalities "
                         f"({', '.join(cfg.data.modalities)})")
-    manifest_dir = Path(cfg.data.manifest_dir)
-    manifest_dir = manifest_dir if manifest_dir.is_absolute() else Path(run_dir) / manifest_dir
+    manifest_dir = cfg.manifest_path(run_dir)
     meta, samples = read_all(manifest_dir)
     heads = {h: meta.heads[h] for h in cfg.data.heads}
     splits = np.array([s.split for s in samples])
@@ -290,8 +291,6 @@ def train_extractor(run_dir: str | Path, cfg: C.RunConfig, inputs: PretrainInput
                           True, tcfg.seed, inputs.stream_workers)
     val_b = (ClipBatches(inputs.val, inputs.val_idx, inputs.labels, m, tcfg.batch_size, False,
                          tcfg.seed, inputs.stream_workers) if len(inputs.val_idx) else None)
-    from mmkd.train.stage2 import config_fingerprint
-
     meta = {"kind": "pretrain", "extractor": extractor, "modality": m, "heads": inputs.heads,
             "clip": C.to_dict(cfg.clip), "recipe": C.to_dict(tcfg), "flip": inputs.flip,
             "manifest": str(inputs.manifest_dir)}
@@ -303,8 +302,9 @@ def train_extractor(run_dir: str | Path, cfg: C.RunConfig, inputs: PretrainInput
               {**meta, "config": C.to_dict(cfg)}, device=device, progress=progress,
               resume=resume)
     path = export_extractor(ckpt_dir, out / weights_name(m, extractor))
+    failures = inputs.failures + train_b.failures + (val_b.failures if val_b else Counter())
     return PretrainResult(m, extractor, path, sha256_file(path), res, len(inputs.train_idx),
-                          len(inputs.val_idx), inputs.failures)
+                          len(inputs.val_idx), failures)
 
 
 def pretrain_modality(run_dir: str | Path, cfg: C.RunConfig, modality: str, report: Any,

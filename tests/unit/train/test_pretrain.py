@@ -116,6 +116,9 @@ def test_broken_media_are_left_out_and_counted(run, tmp_path):
     streamed = prepare_inputs(run_dir, broken, "video", "test_swin3d", in_ram=False)
     batches = ClipBatches(streamed.val, streamed.val_idx, streamed.labels, "video", 4, False, 0)
     assert [b["index"].tolist() for b in batches] == [inputs.val_idx.tolist()]
+    assert sum(batches.failures.values()) == 2  # counted once per pass, as in RAM
+    assert [b["index"].tolist() for b in batches] == [inputs.val_idx.tolist()]
+    assert sum(batches.failures.values()) == 2
 
 
 def test_a_modality_outside_the_run_is_refused(run):

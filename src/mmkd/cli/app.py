@@ -70,6 +70,7 @@ def init(
 
 # Subcommands: each module adds its commands (keep this list sorted; one line per module).
 _COMMAND_MODULES: list[str] = [
+    "boxes",
     "cache",
     "demo",
     "demo_data",

@@ -79,7 +79,10 @@ def ssv2(
     labels: Annotated[Path | None, typer.Option(help="something-something-v2-labels.json "
                                                      "(default: next to the annotations).")] = None,
     boxes: Annotated[list[Path] | None, typer.Option(help="Something-Else box files "
-                                                          "(repeat the flag per file).")] = None,
+                                                          "(repeat the flag per file), indexed "
+                                                          "once into a store; or one store.")] = None,
+    boxes_store: Annotated[Path | None, typer.Option(help="Where the box store goes (default "
+                                                          "<out>/boxes.h5).")] = None,
     out: OutOpt = Path("data_manifests/ssv2"),
     media_root: RootOpt = "",
     check_media: CheckOpt = False,
@@ -94,8 +97,13 @@ def ssv2(
                             "repeat the flag per file (--annotations A --annotations B)")
         annotations = [*annotations, *more]
     cmd = _command("ssv2", ("--labels", labels), ("--annotations", list(annotations)),
-                   ("--boxes", list(boxes or [])), ("--media-root", media_root),
-                   ("--check-media", check_media), ("--out", out))
+                   ("--boxes", list(boxes or [])), ("--boxes-store", boxes_store),
+                   ("--media-root", media_root), ("--check-media", check_media), ("--out", out))
+    if boxes:
+        from mmkd.cli.boxes import prepare_with_progress
+        from mmkd.datasets.box_store import STORE_NAME
+
+        boxes = [prepare_with_progress(boxes, boxes_store or out / STORE_NAME).path]
     with ui.progress_bar("reading SSv2", total=None, unit="videos") as advance:
         report = build_ssv2(list(annotations), media_root, out, labels=labels, boxes=boxes,
                             check_media=check_media, command=cmd, progress=advance)

@@ -5,7 +5,8 @@ Format (joaanna/something_else `annotations.json`): `{video_id: [{"name": "2/000
 ...}, ...]}`, pixel coordinates. The frame number is the integer in the file name (`0001.jpg` at
 12 fps for SSv2; `frame_0000000042.jpg` = RGB frame 42 for EPIC-format files such as the demo's).
 Categories are mapped to two classes, hand and object, plus the object's placeholder index, which
-is what STLT consumes.
+is what STLT consumes. Full-size files are converted once into a box store (`box_store.py`) that
+`read_boxes` reads one video at a time.
 """
 
 from __future__ import annotations
@@ -54,11 +55,18 @@ def load_box_file(path: str) -> dict[str, tuple[BoxFrame, ...]]:
     if not isinstance(data, dict):
         raise MmkdError(f"{p}: expected a JSON object {{video_id: [frames]}} (Something-Else "
                         "format); got a JSON " + type(data).__name__)
-    return {str(key): _parse_video(p, str(key), frames) for key, frames in data.items()}
+    return {str(key): parse_video(p, str(key), frames) for key, frames in data.items()}
 
 
 def read_boxes(path: str | Path, key: str) -> tuple[BoxFrame, ...]:
-    """The annotated frames of one video; an empty tuple when the file has none for it."""
+    """The annotated frames of one video; an empty tuple when the file has none for it.
+
+    `path` is a box store (`*.h5`, read one video at a time) or a JSON file (read whole once).
+    """
+    from mmkd.datasets.box_store import is_store, open_store
+
+    if is_store(path):
+        return open_store(str(Path(path).absolute())).get(key)
     return load_box_file(str(Path(path).absolute())).get(key, ())
 
 
@@ -68,10 +76,12 @@ def frame_stride(frames: tuple[BoxFrame, ...]) -> int:
     return max(set(gaps), key=gaps.count) if gaps else 1
 
 
-def _parse_video(path: Path, key: str, frames: object) -> tuple[BoxFrame, ...]:
+def parse_video(path: Path, key: str, frames: object) -> tuple[BoxFrame, ...]:
+    """One video's frames (as in the file) -> BoxFrames sorted by number; refuses bad fields."""
     where = f"{path}: video {key!r}"
     if not isinstance(frames, list):
-        raise MmkdError(f"{where}: expected a list of frames; fix the box file")
+        raise MmkdError(f"{where}: expected a list of frames (the Something-Else layout is "
+                        "{video_id: [frames]}); pass the Something-Else box files")
     out = []
     for i, fr in enumerate(frames):
         name = fr.get("name") if isinstance(fr, dict) else None

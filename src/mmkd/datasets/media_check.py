@@ -21,7 +21,7 @@ def check_media(meta: ManifestMeta, samples: list[Sample], manifest_dir: str | P
     problems: list[MediaProblem] = []
     for s in samples:
         for modality, media in s.media.items():
-            path, problem = _check_one(meta, s, media, manifest_dir, h5_keys)
+            path, problem = _check_one(meta, s, modality, media, manifest_dir, h5_keys)
             if problem:
                 problems.append(MediaProblem(s.sample_id, s.split, modality, str(path), problem))
         if progress is not None:
@@ -29,7 +29,8 @@ def check_media(meta: ManifestMeta, samples: list[Sample], manifest_dir: str | P
     return problems
 
 
-def _check_one(meta: ManifestMeta, s: Sample, media: dict, manifest_dir, h5_keys) -> tuple[Path, str]:
+def _check_one(meta: ManifestMeta, s: Sample, modality: str, media: dict, manifest_dir,
+               h5_keys) -> tuple[Path, str]:
     def loc(rel: str) -> Path:
         return resolve(meta, rel, manifest_dir)
 
@@ -55,6 +56,12 @@ def _check_one(meta: ManifestMeta, s: Sample, media: dict, manifest_dir, h5_keys
     key = media.get("key")
     if key is None:
         return path, ""
+    if modality == "detection":  # a box store (*.h5) or a JSON file
+        try:
+            frames = read_boxes(path, key)
+        except MmkdError as exc:
+            return path, str(exc)
+        return path, "" if frames else f"no boxes for {key!r}"
     if path.suffix.lower() in (".h5", ".hdf5"):
         keys = h5_keys.get(path)
         if keys is None:
@@ -62,11 +69,7 @@ def _check_one(meta: ManifestMeta, s: Sample, media: dict, manifest_dir, h5_keys
         if isinstance(keys, str):
             return path, keys
         return path, "" if key in keys else f"no dataset {key!r} in the HDF5 file"
-    try:
-        frames = read_boxes(path, key)
-    except MmkdError as exc:
-        return path, str(exc)
-    return path, "" if frames else f"no boxes for {key!r}"
+    return path, ""
 
 
 def _hdf5_keys(path: Path) -> set[str] | str:

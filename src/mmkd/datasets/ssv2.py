@@ -7,7 +7,8 @@
   results are reported on `val` (`meta.notes.eval_split`).
 - Media: `<id>.webm` under the media root (12 fps); flow frames where `mmkd flow` writes them
   (`flow_frames/<id>/{u,v}/frame_%010d.jpg`, stride 1: SSv2 ships no flow); boxes from the
-  Something-Else files, attached to every video they cover. Box frame names (`<id>/0001.jpg`)
+  Something-Else files (indexed once into a box store, `box_store.py`, which the manifest points
+  at), attached to every video they cover. Box frame names (`<id>/0001.jpg`)
   count the video's frames at 12 fps; coordinates are pixels of the 240-row videos, so the frame
   size is read from the video header when the video is present (else null: read it at load).
 """
@@ -18,7 +19,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from mmkd.datasets.boxes import frame_stride, load_box_file
+from mmkd.datasets.box_store import STORE_NAME, open_store, prepare_store
 from mmkd.datasets.manifest import (
     BuildReport,
     ManifestMeta,
@@ -156,9 +157,14 @@ def _frame_size(video: Path) -> tuple[int | None, int | None]:
 @datasets.register("ssv2")
 def build_ssv2(annotations: str | Path | list, media_root: str | Path = "",
                out_dir: str | Path = "data_manifests/ssv2", *, labels: str | Path | None = None,
-               boxes: list[str | Path] | None = None, check_media: bool = False,
-               command: str = "", progress: Progress | None = None) -> BuildReport:
-    """`annotations`: the train/validation JSON files, or a folder holding them and the labels."""
+               boxes: list[str | Path] | None = None, boxes_store: str | Path | None = None,
+               check_media: bool = False, command: str = "",
+               progress: Progress | None = None) -> BuildReport:
+    """`annotations`: the train/validation JSON files, or a folder holding them and the labels.
+
+    `boxes`: the Something-Else JSON files, indexed into `boxes_store` (default
+    `<out_dir>/boxes.h5`; skipped when up to date), or one store built before.
+    """
     files = _annotation_files(annotations)
     if labels is None:
         labels = files[0].parent / LABELS_JSON
@@ -166,16 +172,15 @@ def build_ssv2(annotations: str | Path | list, media_root: str | Path = "",
     class_ids = {template_class(n): i for i, n in enumerate(names)}
     root = Path(media_root).absolute() if str(media_root) else None
     root_s = str(root) if root else ""
-    box_videos: dict[str, tuple[str, tuple]] = {}
-    for bf in boxes or []:
-        rel = media_path(Path(bf).absolute(), root_s)
-        for key, frames in load_box_file(str(Path(bf).absolute())).items():
-            box_videos.setdefault(key, (rel, frames))
     seen: dict[str, str] = {}
     splits: dict[str, list[Sample]] = {}
     for f in files:
         split = split_name(f)
         splits.setdefault(split, []).extend(read_annotations(f, split, class_ids, seen, progress))
+    box_rel, box_videos = "", {}
+    if boxes:
+        store = prepare_store(boxes, boxes_store or Path(out_dir) / STORE_NAME).path
+        box_rel, box_videos = media_path(store, root_s), open_store(str(store)).summary()
     for samples in splits.values():
         for s in samples:
             s.media = {
@@ -184,12 +189,11 @@ def build_ssv2(annotations: str | Path | list, media_root: str | Path = "",
                          "stride": 1},
             }
             if s.video_id in box_videos:
-                rel, frames = box_videos[s.video_id]
+                n_frames, stride = box_videos[s.video_id]
                 width, height = _frame_size(root / f"{s.video_id}.webm") if root else (None, None)
-                s.media["detection"] = {"path": rel, "key": s.video_id, "width": width,
+                s.media["detection"] = {"path": box_rel, "key": s.video_id, "width": width,
                                         "height": height, "fps": SSV2_FPS,
-                                        "frame_stride": frame_stride(frames),
-                                        "n_frames": len(frames)}
+                                        "frame_stride": stride, "n_frames": n_frames}
     order = [s for s in ("train", "val", "test") if s in splits]
     splits = {s: splits[s] for s in order}
     meta = ManifestMeta(
@@ -198,7 +202,7 @@ def build_ssv2(annotations: str | Path | list, media_root: str | Path = "",
         notes={"eval_split": "val",
                "protocol": "splits named after the official files; SSv2 has no labelled test set, "
                            "so results are reported on val (as the paper does)",
-               "boxes": sorted({v[0] for v in box_videos.values()}),
+               "boxes": [box_rel] if box_rel else [],
                "videos_with_boxes": sum("detection" in s.media for v in splits.values() for s in v)},
     )
     out = write_manifest(out_dir, meta, splits)

@@ -78,11 +78,13 @@ def test_template_rule_splits_and_boxes(tmp_path):
     assert by_id["11"].media["video"] == {"path": "11.webm", "fps": 12.0}
     assert by_id["11"].media["flow"] == {"dir": "flow_frames/11", "template": "frame_%010d.jpg",
                                          "stride": 1}
-    assert by_id["11"].media["detection"] == {"path": "part1.json", "key": "11", "width": 64,
+    store = tmp_path / "m" / "boxes.h5"  # both files indexed into one store next to the manifest
+    assert by_id["11"].media["detection"] == {"path": str(store), "key": "11", "width": 64,
                                               "height": 48, "fps": 12.0, "frame_stride": 1,
                                               "n_frames": 3}
-    det21 = by_id["21"].media["detection"]  # outside the media root: absolute; no video: no size
-    assert det21["path"] == str(b2) and (det21["width"], det21["height"]) == (None, None)
+    det21 = by_id["21"].media["detection"]  # no video: no size
+    assert det21["path"] == str(store) and (det21["width"], det21["height"]) == (None, None)
+    assert read_boxes(store, "21") == read_boxes(b2, "21") and meta.notes["boxes"] == [str(store)]
     assert "detection" not in by_id["12"].media
     assert meta.notes["videos_with_boxes"] == 2
 

@@ -121,3 +121,19 @@ def test_boxes_normalised_categories_and_padding(tmp_path):
     np.testing.assert_allclose(boxes[:, 1, 0], expect, atol=1e-6)
     with pytest.raises(MediaError, match="no boxes"):
         detection.read_layout(path, {**media, "key": "P02_01"}, seg(0.2, 1.4), SAMPLER, 3)
+
+
+def test_boxes_from_the_store_equal_the_json(tmp_path):
+    from mmkd.datasets.box_store import index_boxes
+
+    path = em.write_boxes(tmp_path / "boxes.json", {"P01_01": 90, "P01_02": 40})
+    store = index_boxes([path], tmp_path / "boxes.h5").path
+    media = {"key": "P01_01", "width": 64, "height": 48}
+    for s in (seg(0.2, 1.4), seg(1.0, 2.9)):
+        from_json = detection.read_layout(path, media, s, SAMPLER, max_objects=3)
+        from_store = detection.read_layout(store, media, s, SAMPLER, max_objects=3)
+        np.testing.assert_array_equal(from_store[0].times_s, from_json[0].times_s)
+        for a, b in zip(from_store[1:], from_json[1:], strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(MediaError, match="boxes.h5: no boxes for video 'P02_01'"):
+        detection.read_layout(store, {**media, "key": "P02_01"}, seg(0.2, 1.4), SAMPLER, 3)

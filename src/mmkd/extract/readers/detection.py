@@ -10,46 +10,29 @@ frame is padded (or cut) to `max_objects`, hands first.
 
 from __future__ import annotations
 
-import json
-import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmkd.datasets.boxes import read_boxes
 from mmkd.datasets.manifest import Sample
+from mmkd.errors import MmkdError
 from mmkd.extract.sampling import Clip, ClipSampler, MediaError, has_segment
 
 PAD, HAND, OBJECT = 0, 1, 2
-_FRAME_NO = re.compile(r"(\d+)\.\w+$")
 
 
-@lru_cache(maxsize=2)
-def _load(path: str) -> dict[str, tuple[np.ndarray, list[list[tuple]]]]:
-    """video id -> (sorted annotated frame numbers, per frame [(x1, y1, x2, y2, category)])."""
+def _load(path: Path, key: str) -> tuple[np.ndarray, list[list[tuple]]]:
+    """(sorted annotated frame numbers, per frame [(x1, y1, x2, y2, category)]) of one video."""
     try:
-        with open(path) as fh:
-            raw = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MediaError(f"{path}: not a readable boxes JSON ({exc})") from None
-    out = {}
-    for vid, frames in raw.items():
-        numbered = []
-        for fr in frames:
-            m = _FRAME_NO.search(str(fr.get("name", "")))
-            if m is None:
-                continue
-            boxes = []
-            for lab in fr.get("labels", []):
-                b = lab.get("box2d", {})
-                cat = HAND if lab.get("standard_category") == "hand" else OBJECT
-                boxes.append((b["x1"], b["y1"], b["x2"], b["y2"], cat))
-            boxes.sort(key=lambda r: r[4])  # hands first: a cut at max_objects keeps them
-            numbered.append((int(m.group(1)), boxes))
-        numbered.sort(key=lambda r: r[0])
-        out[str(vid)] = (np.array([n for n, _ in numbered], np.int64), [b for _, b in numbered])
-    return out
+        frames = read_boxes(path, key)
+    except MmkdError as exc:
+        raise MediaError(str(exc)) from None
+    numbered = [sorted(((b.x1, b.y1, b.x2, b.y2, HAND if b.category == "hand" else OBJECT)
+                        for b in fr.boxes), key=lambda r: r[4])  # hands first: a cut keeps them
+                for fr in frames]
+    return np.array([fr.frame for fr in frames], np.int64), numbered
 
 
 def read_layout(path: Path, media: dict[str, Any], sample: Sample, sampler: ClipSampler,
@@ -58,10 +41,9 @@ def read_layout(path: Path, media: dict[str, Any], sample: Sample, sampler: Clip
     if not path.is_file():
         raise MediaError(f"{path}: boxes file not found")
     key = str(media.get("key", sample.video_id))
-    videos = _load(str(path))
-    if key not in videos or len(videos[key][0]) == 0:
+    numbers, frames = _load(path, key)
+    if len(numbers) == 0:
         raise MediaError(f"{path}: no boxes for video {key!r}")
-    numbers, frames = videos[key]
     w, h = float(media.get("width") or 0), float(media.get("height") or 0)
     if w <= 0 or h <= 0:
         raise MediaError(f"sample {sample.sample_id}: detection media has no frame width/height")

@@ -179,7 +179,7 @@ def _stream_videos(path: Path, progress: Progress | None) -> Iterator[tuple[str,
     with open(path, "rb") as fh:
         head = fh.read(256).lstrip()
         if not head.startswith(b"{"):
-            raise MmkdError(f"{path}: expected a JSON object {{video_id: [frames]}} (the "
+            raise MmkdError(f"{path}: expected a JSON object {{video_id: list of frames}} (the "
                             f"Something-Else layout) but it starts with {head[:24]!r}; pass the "
                             "Something-Else box files")
         fh.seek(0)
@@ -216,11 +216,12 @@ def _store_info(path: Path) -> dict:
 class BoxStore:
     """Reads one video at a time. The HDF5 file is opened on first use in each process (after a
     fork the child opens its own handle; pickling keeps only the path), so DataLoader workers
-    started by fork or forkserver share nothing but the file on disk."""
+    started by fork or forkserver share nothing but the file on disk. A store rebuilt in place
+    (a new file renamed over the old one) is reopened on the next read."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._pid: int | None = None
+        self._stamp: tuple[int, int, int] | None = None  # (pid, inode, mtime_ns) of the open handle
 
     def __getstate__(self) -> dict:
         return {"path": self.path}
@@ -229,13 +230,16 @@ class BoxStore:
         self.__init__(state["path"])
 
     def _open(self) -> None:
-        if self._pid == os.getpid():
+        try:
+            st = self.path.stat()
+        except OSError:
+            raise MmkdError(f"{self.path}: box store not found; build it with `mmkd boxes "
+                            "index` or rebuild the manifest with --boxes") from None
+        stamp = (os.getpid(), st.st_ino, st.st_mtime_ns)
+        if stamp == self._stamp:
             return
         import h5py
 
-        if not self.path.is_file():
-            raise MmkdError(f"{self.path}: box store not found; build it with `mmkd boxes "
-                            "index` or rebuild the manifest with --boxes")
         try:
             h5 = h5py.File(self.path, "r")
         except OSError as exc:
@@ -248,7 +252,7 @@ class BoxStore:
                             f"{VERSION}; rebuild it with `mmkd boxes index`")
         idx = h5["index"]
         self._ids, self._offset, self._nbytes = idx["id"][:], idx["offset"][:], idx["nbytes"][:]
-        self._h5, self._blobs, self._pid = h5, h5["blobs"], os.getpid()
+        self._h5, self._blobs, self._stamp = h5, h5["blobs"], stamp
 
     def keys(self) -> list[str]:
         self._open()

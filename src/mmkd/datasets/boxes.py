@@ -81,7 +81,7 @@ def parse_video(path: Path, key: str, frames: object) -> tuple[BoxFrame, ...]:
     where = f"{path}: video {key!r}"
     if not isinstance(frames, list):
         raise MmkdError(f"{where}: expected a list of frames (the Something-Else layout is "
-                        "{video_id: [frames]}); pass the Something-Else box files")
+                        "{video_id: list of frames}); pass the Something-Else box files")
     out = []
     for i, fr in enumerate(frames):
         name = fr.get("name") if isinstance(fr, dict) else None

@@ -76,7 +76,13 @@ def test_rerun_skips_and_changed_input_rebuilds(tmp_path, parts):
     rebuilt = index_boxes(parts, out)
     assert not rebuilt.skipped and rebuilt.videos == first.videos - 1  # "9" is gone
     assert BoxStore(out).summary()["8"] == (2, 1)
+    reader = open_store(str(out))
+    assert reader.raw("8") == json.loads(parts[1].read_text())["8"]
+    _box_file(parts[1], {"8": [4, 5, 6]}, seed=3)
+    index_boxes(parts, out)  # rebuilt under the open reader: it reads the new file
+    assert reader.raw("8") == json.loads(parts[1].read_text())["8"] and reader.get("8")[0].frame == 4
     assert index_boxes(parts[:1], out).videos == 3  # other inputs: rebuilt, not skipped
+    assert reader.raw("8") is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.h5", "part1.json", "part2.json"]
     given = prepare_store([out], tmp_path / "unused.h5")
     assert given.path == out and given.skipped and not (tmp_path / "unused.h5").exists()
@@ -85,9 +91,9 @@ def test_rerun_skips_and_changed_input_rebuilds(tmp_path, parts):
 def _read_in_worker(args: tuple[str, list[str]]) -> tuple[int, int | None, int | None, list]:
     path, keys = args
     store = open_store(path)  # under fork: the parent's cached reader, handle open in the parent
-    opened_by = store._pid
+    opened_by = store._stamp and store._stamp[0]
     frames = [store.raw(k) for k in keys]
-    return os.getpid(), opened_by, store._pid, frames
+    return os.getpid(), opened_by, store._stamp[0], frames
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
@@ -96,7 +102,7 @@ def test_workers_open_the_store_lazily(tmp_path, parts, method):
     store = open_store(path)
     keys = store.keys()
     expected = [store.raw(k) for k in keys]  # the parent holds an open handle
-    assert pickle.loads(pickle.dumps(store)).__dict__ == {"path": store.path, "_pid": None}
+    assert pickle.loads(pickle.dumps(store)).__dict__ == {"path": store.path, "_stamp": None}
     with multiprocessing.get_context(method).Pool(2) as pool:
         results = pool.map(_read_in_worker, [(path, keys), (path, keys[::-1])])
     for pid, opened_by, now, _ in results:
@@ -116,7 +122,7 @@ def _truncated(path: Path) -> Path:
     (_truncated, r"not valid JSON near byte [\d,]+ of [\d,]+ \(parse error: premature EOF\); "
                  "the file is truncated or damaged: re-download it"),
     (lambda p: p.write_text('[{"name": "1/0001.jpg"}]') and p,
-     r"expected a JSON object \{video_id: \[frames\]\} \(the Something-Else layout\) but it "
+     r"expected a JSON object \{video_id: list of frames\} \(the Something-Else layout\) but it "
      r"starts with b'\[\{\"name\""),
     (lambda p: p.write_text('{"Putting something": "0"}') and p,
      r"video 'Putting something': expected a list of frames \(the Something-Else layout is"),

@@ -62,8 +62,11 @@ class AudioSource:
                 s = c.streams.audio[0]
                 if s.duration is not None:
                     dur = float(s.duration * s.time_base)
-                else:
-                    dur = (c.duration or 0) / 1e6
+                elif c.duration is not None:
+                    dur = c.duration / 1e6
+                else:  # no duration in the header (a WebM muxed live): where the packets end
+                    dur = max((float((p.pts + (p.duration or 0)) * p.time_base)
+                               for p in c.demux(s) if p.pts is not None), default=0.0)
                 return int(s.rate), int(round(dur * s.rate))
         except av.FFmpegError as exc:
             raise MediaError(f"{self.path}: cannot open audio ({exc})") from None

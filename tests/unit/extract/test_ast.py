@@ -56,6 +56,51 @@ def test_audioset_checkpoint_loads_for_any_clip_length(audioset_ckpt, frames, t_
     assert tokens.shape == (1, 12 * t_dim + 2, 32)
 
 
+def official_forward(sd: dict[str, torch.Tensor], fbank: torch.Tensor, pos: torch.Tensor,
+                     heads: int) -> torch.Tensor:
+    """ASTModel.forward up to its final norm, on the checkpoint's own keys, in plain torch ops:
+    16×16 conv patches at stride 10, [cls, dist, patches] + pos, timm-0.4.5 pre-norm blocks
+    (LayerNorm eps 1e-6, softmax(q·kᵀ·d^-½)·v, GELU MLP), final LayerNorm."""
+    v = {k.removeprefix("module.v."): t for k, t in sd.items() if k.startswith("module.v.")}
+    F = torch.nn.functional
+    x = F.conv2d(fbank.unsqueeze(1).transpose(2, 3), v["patch_embed.proj.weight"],
+                 v["patch_embed.proj.bias"], stride=10).flatten(2).transpose(1, 2)
+    b = x.shape[0]
+    x = torch.cat([v["cls_token"].expand(b, -1, -1), v["dist_token"].expand(b, -1, -1), x], 1) + pos
+    n, c = x.shape[1], x.shape[2]
+    for i in range(sum(k.endswith(".attn.qkv.weight") for k in v)):
+        p = f"blocks.{i}."
+
+        def ln(t, name, p=p):
+            return F.layer_norm(t, (c,), v[p + name + ".weight"], v[p + name + ".bias"], 1e-6)
+
+        qkv = F.linear(ln(x, "norm1"), v[p + "attn.qkv.weight"], v[p + "attn.qkv.bias"])
+        q, k, val = qkv.reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * (c // heads) ** -0.5).softmax(dim=-1)
+        y = (attn @ val).transpose(1, 2).reshape(b, n, c)
+        x = x + F.linear(y, v[p + "attn.proj.weight"], v[p + "attn.proj.bias"])
+        h = F.gelu(F.linear(ln(x, "norm2"), v[p + "mlp.fc1.weight"], v[p + "mlp.fc1.bias"]))
+        x = x + F.linear(h, v[p + "mlp.fc2.weight"], v[p + "mlp.fc2.bias"])
+    return F.layer_norm(x, (c,), v["norm.weight"], v["norm.bias"], 1e-6)
+
+
+@pytest.mark.parametrize("frames, t_dim", [(1024, 101), (300, 29)])
+def test_tokens_are_the_official_forward(audioset_ckpt, frames, t_dim):
+    """Our tokens = the official model's normed tokens (before its (cls + dist) / 2 head)."""
+    path, sd = audioset_ckpt
+    g = torch.Generator().manual_seed(1)  # weights away from init: every term matters
+    sd = {k: torch.randn(v.shape, generator=g) * 0.05 if v.ndim > 1 and "pos_embed" not in k
+          else v for k, v in sd.items()}
+    torch.save(sd, path.with_name("perturbed.pth"))
+    model = create_extractor("test_ast", weights=path.with_name("perturbed.pth"), n_mels=128,
+                             target_frames=frames)
+    fbank = torch.randn(2, frames, 128, generator=torch.Generator().manual_seed(0))
+    pos = official_audioset_pos(sd["module.v.pos_embed"], t_dim)
+    with torch.inference_mode():
+        torch.testing.assert_close(model({"fbank": fbank}), official_forward(sd, fbank, pos, 2),
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_both_axes_follow_the_official_imagenet_rule():
     """The official DeiT → AST rule (24 × 24 → 12 × 101): time interpolated first, then the
     frequency axis cut from its middle."""

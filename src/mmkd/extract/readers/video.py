@@ -1,8 +1,8 @@
 """RGB frames of a clip from a video file (decord, PyAV fallback) or an EPIC RGB frame folder.
 
-Containers: anything FFmpeg reads (mp4, mkv, mov, webm, ...). decord cannot measure a WebM
-without duration metadata and may return wrong frames after seeking in one; it raises there and
-PyAV, which counts the packets when the header has no frame count, takes over.
+Containers: anything FFmpeg reads (mp4, mkv, mov, webm, ...). decord refuses a WebM without
+duration metadata (muxed live, as browsers record); PyAV takes over and counts the packets when
+the header has no frame count.
 
 Clip frame i (1-based, at the manifest's fps) is the video frame shown at t = (i - 1) / fps, i.e.
 video frame round(t × video_fps) (0-based): the identity when the video runs at the manifest's fps,

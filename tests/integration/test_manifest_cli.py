@@ -52,6 +52,9 @@ def _epic(folder: Path) -> Path:
 
 def test_epic100_through_the_cli(tmp_path):
     ann = _epic(tmp_path / "annotations")
+    rows = list(csv.reader(open(ann / "EPIC_100_validation.csv")))
+    rows[1][COLUMNS.index("verb")] = "bring-into"  # a text outside its class: listed, kept
+    _write(ann / "EPIC_100_validation.csv", rows[0], rows[1:])
     media = tmp_path / "media"
     (media / "P01" / "videos").mkdir(parents=True)
     (media / "P01" / "videos" / "P01_01.MP4").write_bytes(b"")
@@ -63,6 +66,8 @@ def test_epic100_through_the_cli(tmp_path):
     text = " ".join(result.output.split())
     assert "pruned test: dropped 3 samples" in text and "fork (3): 1, oven (4): 2" in text
     assert "missing media" in text and "frame folder missing" in text
+    assert "label texts outside their class: 1" in text
+    assert "P03_01_0 │ verb │ bring-into │ 0 open │ EPIC_100_validation.csv:2" in text
     meta, samples = read_all(out)
     assert [len([s for s in samples if s.split == k]) for k in meta.splits] == [18, 2, 3]
     assert meta.command == (f"mmkd manifest epic100 --annotations {ann} --media-root {media} "

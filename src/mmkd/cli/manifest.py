@@ -15,7 +15,7 @@ from mmkd.errors import MmkdError
 
 manifest_app = typer.Typer(help="Build manifests from official annotation files.",
                            no_args_is_help=True)
-MAX_ROWS = 30  # media problems shown; all of them go to <out>/media_problems.csv
+MAX_ROWS = 30  # rows shown per table; all media problems go to <out>/media_problems.csv
 PROBLEMS_CSV = "media_problems.csv"
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder to write meta.json and <split>.jsonl.")]
@@ -167,8 +167,21 @@ def _summary(report) -> None:
         what = ", ".join(f"{k}: {v}" for k, v in report.pruned.items()) or "none"
         ui.info(f"pruned {report.pruned_split}: dropped {n} samples whose noun class never "
                 f"occurs in training ({len(report.pruned)} classes: {what})")
+    if report.label_mismatches:
+        _mismatches(report.label_mismatches)
     if report.media_problems is not None:
         _problems(report.media_problems, report.out_dir, sum(report.counts.values()))
+
+
+def _mismatches(found) -> None:
+    ui.info(f"[yellow]label texts outside their class[/yellow]: {len(found)} (kept: the class id "
+            "is the label; all listed in meta.json notes.label_text_mismatches)")
+    table = Table(show_edge=False)
+    for col in ("sample", "head", "text", "class", "row"):
+        table.add_column(col, overflow="fold")
+    for m in found[:MAX_ROWS]:
+        table.add_row(m.sample_id, m.head, m.text, f"{m.class_id} {m.class_name}", m.where)
+    ui.console.print(table)
 
 
 def _problems(problems, out_dir: Path, n_samples: int) -> None:

@@ -14,8 +14,11 @@ Columns (header names; order free):
   `detection_width`, `detection_height`, `detection_fps` default `fps`).
 Relative media paths are relative to `media_root` (default: the CSV's folder).
 Labels are integer class ids, or class names when a class list is given for that head (one
-name per line, or an EPIC-style CSV with `id,key`, or a JSON list). Without a class list, names
-become classes in sorted order and integer ids imply `max id + 1` classes.
+name per line, or an EPIC-style CSV with `id,key[,instances]`, or a JSON list). Without a class
+list, names become classes in sorted order and integer ids imply `max id + 1` classes.
+An optional `text_<head>` column holds the label as annotated (e.g. the narrated verb); where
+the classes have names, a text that is neither the class name nor one of its `instances` is
+listed as a label-text mismatch (mmkd.datasets.labels), and the label stays.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import math
 from pathlib import Path
 
 from mmkd.datasets import csvio
+from mmkd.datasets.labels import ClassList, LabelTextMismatch, check_text, mismatch_notes
 from mmkd.datasets.manifest import (
     BuildReport,
     ManifestMeta,
@@ -42,24 +46,32 @@ DEFAULT_TEMPLATE = "frame_%010d.jpg"
 DEFAULT_AUDIO_RATE = 24000
 
 
-def read_class_list(path: Path) -> list[str]:
-    """Class names by id from a text file (one per line), an id,key CSV or a JSON list."""
+def read_class_list(path: Path, head: str) -> ClassList:
+    """Classes by id from a text file (one name per line), an id,key[,instances] CSV or a JSON
+    list; a class covers its name and, from such a CSV, its instances."""
     if not path.is_file():
         raise MmkdError(f"{path}: class list not found; check --classes HEAD=FILE")
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
         if not isinstance(data, list):
             raise MmkdError(f"{path}: expected a JSON list of class names")
-        return [str(x) for x in data]
+        return _named(head, [str(x) for x in data])
     if path.suffix.lower() == ".csv":
-        _, rows = csvio.read_csv(path, ["id", "key"])
-        names: list[str] = []
+        header, rows = csvio.read_csv(path, ["id", "key"])
+        classes = ClassList(head, [], [])
         for row in rows:
-            csvio.parse_int(row.cell("id"), lo=len(names), hi=len(names), what="class id",
-                            fix="ids must run 0, 1, 2, ... in order")
-            names.append(row.get("key"))
-        return names
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            csvio.parse_int(row.cell("id"), lo=len(classes.names), hi=len(classes.names),
+                            what="class id", fix="ids must run 0, 1, 2, ... in order")
+            words = ({str(w) for w in csvio.parse_list(row.cell("instances"))}
+                     if "instances" in header else set())
+            classes.names.append(row.get("key"))
+            classes.instances.append(words | {row.get("key")})
+        return classes
+    return _named(head, [line.strip() for line in path.read_text().splitlines() if line.strip()])
+
+
+def _named(head: str, names: list[str]) -> ClassList:
+    return ClassList(head, names, [{n} for n in names])
 
 
 def _media(row: csvio.Row, root: str, video_id: str, fps: float | None) -> dict[str, dict]:
@@ -131,7 +143,11 @@ def build_custom(annotations: str | Path, media_root: str | Path = "",
     if not heads:
         raise MmkdError(f"{path}:1: no label column; add one or more columns named label_<head>, "
                         "e.g. label_action or label_verb,label_noun")
-    given = {h: read_class_list(Path(f)) for h, f in (classes or {}).items()}
+    for t in header:
+        if t.startswith("text_") and t[len("text_"):] not in heads:
+            raise MmkdError(f"{path}:1: column {t!r} has no label column label_{t[len('text_'):]}"
+                            f" (heads: {', '.join(heads)}); rename it or add the label column")
+    given = {h: read_class_list(Path(f), h) for h, f in (classes or {}).items()}
     for h in given:
         if h not in heads:
             raise MmkdError(f"--classes {h}=...: the CSV has no column label_{h} "
@@ -174,23 +190,33 @@ def build_custom(annotations: str | Path, media_root: str | Path = "",
             progress(1)
     if not samples:
         raise MmkdError(f"{path}: no rows after the header; add one row per sample")
-    class_names = {h: given.get(h) or _implied_classes(h, raw_labels) for h in heads}
+    class_names = {h: given[h].names if h in given else _implied_classes(h, raw_labels)
+                   for h in heads}
     lookup = {h: {n: i for i, n in enumerate(names)} for h, names in class_names.items()}
+    # texts are compared where classes have names: a class list, or names used as labels
+    named = {h: given.get(h) or _named(h, class_names[h]) for h in heads
+             if f"text_{h}" in header and (h in given or not raw_labels[0][1][h].isdigit())}
+    mismatches: list[LabelTextMismatch] = []
     for s, (row, _) in zip(samples, raw_labels, strict=True):
         s.labels = {h: _label_id(row.cell(f"label_{h}"), lookup[h]) for h in heads}
+        for h, cl in named.items():
+            check_text(mismatches, cl, s.labels[h], row.get(f"text_{h}"),
+                       f"{path.name}:{row.line}", s.sample_id)
     splits: dict[str, list[Sample]] = {}
     for s in samples:
         splits.setdefault(s.split, []).append(s)
     meta = ManifestMeta(dataset=name, heads={h: len(c) for h, c in class_names.items()},
                         media_root=root_s, command=command, classes=class_names,
-                        notes={"source": str(path.absolute())})
+                        notes={"source": str(path.absolute()),
+                               "label_text_mismatches": mismatch_notes(mismatches)})
     out = write_manifest(out_dir, meta, splits)
     problems = None
     if check_media:
         from mmkd.datasets.media_check import check_media as run_check
 
         problems = run_check(meta, samples, out, progress)
-    return BuildReport(out, meta, {k: len(v) for k, v in splits.items()}, media_problems=problems)
+    return BuildReport(out, meta, {k: len(v) for k, v in splits.items()}, media_problems=problems,
+                       label_mismatches=mismatches)
 
 
 def _implied_classes(head: str, raw: list[tuple[csvio.Row, dict[str, str]]]) -> list[str]:

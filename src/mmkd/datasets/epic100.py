@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mmkd.datasets import csvio
 from mmkd.datasets.boxes import BoxFrame, frame_stride, load_box_file
+from mmkd.datasets.labels import ClassList, LabelTextMismatch, check_text, mismatch_notes
 from mmkd.datasets.manifest import (
     BuildReport,
     ManifestMeta,
@@ -55,15 +56,6 @@ EPIC_AUDIO_RATE = 24000  # the common EPIC audio HDF5 packing: mono 24 kHz, no a
 _VIDEO_ID = re.compile(r"^(P\d+)_(\d+)$")
 _FIX_ANNOTATIONS = ("download the official files from "
                     "github.com/epic-kitchens/epic-kitchens-100-annotations")
-
-
-@dataclass
-class ClassList:
-    """One head's classes: names by id and the narration words each class covers."""
-
-    head: str
-    names: list[str]
-    instances: list[set[str]]
 
 
 @dataclass
@@ -153,8 +145,12 @@ class _Media:
 
 def read_segments(path: Path, split: str, verbs: ClassList, nouns: ClassList,
                   videos: dict[str, VideoInfo], unseen: set[str], media: _Media,
-                  seen_ids: dict[str, str], progress: Progress | None = None) -> list[Sample]:
-    """One Sample per row of EPIC_100_{train,validation}.csv, every field validated."""
+                  seen_ids: dict[str, str], mismatches: list[LabelTextMismatch],
+                  progress: Progress | None = None) -> list[Sample]:
+    """One Sample per row of EPIC_100_{train,validation}.csv, every field validated.
+
+    The class id columns are the labels; a verb/noun text outside its class's instances is
+    appended to `mismatches` (see mmkd.datasets.labels), not refused."""
     _, rows = csvio.read_csv(path, SEGMENT_COLUMNS)
     out = []
     for row in rows:
@@ -181,7 +177,7 @@ def read_segments(path: Path, split: str, verbs: ClassList, nouns: ClassList,
         start_frame = csvio.parse_int(row.cell("start_frame"), lo=0, what="frame")
         stop_frame = csvio.parse_int(row.cell("stop_frame"), lo=start_frame, what="frame",
                                      fix=f"stop_frame must be ≥ start_frame ({start_frame})")
-        labels = {h.head: _class_id(row, h) for h in (verbs, nouns)}
+        labels = {h.head: _class_id(row, h, sid, mismatches) for h in (verbs, nouns)}
         for cid in csvio.parse_list(row.cell("all_noun_classes")):
             if not isinstance(cid, int) or not 0 <= cid < len(nouns.names):
                 raise row.cell("all_noun_classes").error(
@@ -198,16 +194,13 @@ def read_segments(path: Path, split: str, verbs: ClassList, nouns: ClassList,
     return out
 
 
-def _class_id(row: csvio.Row, classes: ClassList) -> int:
+def _class_id(row: csvio.Row, classes: ClassList, sid: str,
+              mismatches: list[LabelTextMismatch]) -> int:
     head = classes.head
     file = VERB_CSV if head == "verb" else NOUN_CSV
     cid = csvio.parse_int(row.cell(f"{head}_class"), lo=0, hi=len(classes.names) - 1,
                           what="class id", fix=f"use an id from {file}")
-    word = row.get(head)
-    if word not in classes.instances[cid]:
-        raise row.cell(head).error(
-            f"unknown label {word!r} for {head} class {cid} ({classes.names[cid]!r})",
-            f"fix {head}/{head}_class or use the {file} that goes with this file")
+    check_text(mismatches, classes, cid, row.get(head), f"{row.path.name}:{row.line}", sid)
     return cid
 
 
@@ -282,10 +275,11 @@ def build_epic100(annotations: str | Path, media_root: str | Path = "",
     videos = read_video_info(files[VIDEO_INFO_CSV])
     unseen = read_unseen(files[UNSEEN_CSV])
     seen_ids: dict[str, str] = {}
+    mismatches: list[LabelTextMismatch] = []
     official_train = read_segments(files[TRAIN_CSV], "train", verbs, nouns, videos, unseen, media,
-                                   seen_ids, progress)
+                                   seen_ids, mismatches, progress)
     validation = read_segments(files[VALIDATION_CSV], "test", verbs, nouns, videos, unseen, media,
-                               seen_ids, progress)
+                               seen_ids, mismatches, progress)
     train, val = holdout(official_train, seed, val_fraction)
     for s in val:
         s.split = "val"
@@ -302,6 +296,7 @@ def build_epic100(annotations: str | Path, media_root: str | Path = "",
             "eval_split": "test",
             "pruned_noun_classes": dropped,
             "pruned_samples": sum(dropped.values()),
+            "label_text_mismatches": mismatch_notes(mismatches),
             "audio": "hdf5" if audio_hdf5 else "wav",
             "boxes": media.boxes_path,
             "sources": {name: _sha256(p) for name, p in files.items()},
@@ -314,7 +309,8 @@ def build_epic100(annotations: str | Path, media_root: str | Path = "",
         from mmkd.datasets.media_check import check_media as run_check
 
         problems = run_check(meta, train + val + test, out, progress)
-    return BuildReport(out, meta, {k: len(v) for k, v in splits.items()}, dropped, "test", problems)
+    return BuildReport(out, meta, {k: len(v) for k, v in splits.items()}, dropped, "test", problems,
+                       mismatches)
 
 
 # The built-in demo dataset is written in EPIC-100's official formats, so its manifests are built

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmkd.datasets.labels import LabelTextMismatch
 from mmkd.errors import MmkdError
 
 Progress = Callable[[int], None]
@@ -100,6 +101,7 @@ class BuildReport:
     pruned: dict[str, int] = field(default_factory=dict)  # dropped class name -> samples
     pruned_split: str = ""
     media_problems: list[MediaProblem] | None = None  # None: media not checked
+    label_mismatches: list[LabelTextMismatch] = field(default_factory=list)  # kept, listed
 
 
 def write_manifest(out_dir: str | Path, meta: ManifestMeta, splits: dict[str, list[Sample]]) -> Path:

@@ -1,7 +1,8 @@
 """Something-Something v2 manifests (+ Something-Else boxes) from the official JSON files.
 
 - Labels: `something-something-v2-labels.json` maps a template to an id string; a video's class
-  is found by removing `[` and `]` from its `template` (the official rule).
+  is found by removing `[` and `]` from its `template` (the official rule). Entries carry no
+  class id of their own, so there is no text/id pair to disagree: an unknown template stops.
 - Splits are named after the annotation files: `*train*` → `train`, `*validation*` → `val`.
   SSv2 has no labelled test set (its test file holds ids only and is refused); like the paper,
   results are reported on `val` (`meta.notes.eval_split`).

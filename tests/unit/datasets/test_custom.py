@@ -111,6 +111,26 @@ def test_unknown_label_and_bad_class_id(tmp_path):
     assert ":4: column 'label_verb': class id 2 mixed with class names" in msg
 
 
+def test_label_text_outside_its_class_is_kept_and_listed(tmp_path):
+    (tmp_path / "verbs.csv").write_text('id,key,instances\n0,take,"[\'take\', \'grab\']"\n'
+                                        '1,carry,"[\'bring\', \'carry\']"\n')
+    rows = [["s1", "v", "train", "1", "bring", "pan", "pan"],
+            ["s2", "v", "train", "1", "bring-into", "pan", "pan"],
+            ["s3", "v", "val", "0", "", "lid", "pot"]]
+    header = ["sample_id", "video_id", "split", "label_verb", "text_verb", "label_noun", "text_noun"]
+    report = custom.build_custom(_csv(tmp_path / "d.csv", rows, header), "", tmp_path / "m",
+                                 classes={"verb": tmp_path / "verbs.csv"})
+    assert [(m.where, m.sample_id, m.head, m.text, m.class_id, m.class_name)
+            for m in report.label_mismatches] == [("d.csv:3", "s2", "verb", "bring-into", 1, "carry"),
+                                                  ("d.csv:4", "s3", "noun", "pot", 0, "lid")]
+    meta, samples = read_all(tmp_path / "m")
+    assert [s.labels for s in samples] == [{"verb": 1, "noun": 1}, {"verb": 1, "noun": 1},
+                                           {"verb": 0, "noun": 0}]
+    assert meta.notes["label_text_mismatches"]["count"] == 2
+    msg = _fails(tmp_path, rows, [*header[:-1], "text_object"])
+    assert ":1: column 'text_object' has no label column label_object" in msg
+
+
 def test_missing_columns(tmp_path):
     msg = _fails(tmp_path, [["s1", "v", "x"]], ["sample_id", "split", "label_x"])
     assert msg.startswith(f"{tmp_path / 'd.csv'}:1: column 'video_id' is missing")

@@ -7,7 +7,16 @@ import json
 import h5py
 import numpy as np
 import pytest
-from test_epic100_fixture_format import train_rows, write_epic
+from test_epic100_fixture_format import (
+    HEADER,
+    VERBS,
+    VIDEOS,
+    segment,
+    train_rows,
+    validation_rows,
+    write_csv,
+    write_epic,
+)
 
 from mmkd.datasets import epic100
 from mmkd.datasets.manifest import manifest_hash, read_all, read_split, resolve
@@ -99,6 +108,42 @@ def test_audio_hdf5_and_boxes_found_under_the_media_root(ann, tmp_path):
     late = next(s for s in samples if s.sample_id == "P01_01_19")  # past the last boxed frame
     assert "detection" not in late.media
     assert "detection" not in next(s for s in samples if s.video_id == "P01_101").media
+
+
+# EPIC_100_verb_classes.csv row 89, as shipped; the official validation file labels P21_02_54
+# "bring-into" with it (no class lists that word)
+CARRY = ("carry", ["bring", "carry", "have", "bring-to"])
+
+
+def test_label_text_outside_its_class_is_kept_counted_and_listed(tmp_path):
+    ann = write_epic(tmp_path / "ann")
+    verbs = [*VERBS, *[(f"verb{i}", [f"verb{i}"]) for i in range(len(VERBS), 89)], CARRY]
+    write_csv(ann / epic100.VERB_CSV, ["id", "key", "instances", "category"],
+              [[str(i), k, str(inst), "misc"] for i, (k, inst) in enumerate(verbs)])
+    write_csv(ann / epic100.VIDEO_INFO_CSV, ["video_id", "duration", "fps", "resolution"],
+              [[v, "120.0", str(fps), "456x256"] for v, fps in [*VIDEOS, ("P21_02", 50.0)]])
+    carry = segment("P21_02", 54, 0, 1, 10.0, 60)
+    carry[HEADER.index("verb")], carry[HEADER.index("verb_class")] = "bring-into", "89"
+    jar = validation_rows()[4]  # P18_01_0: noun text "mug" under noun class 3 (jar)
+    jar[HEADER.index("noun")] = "mug"
+    write_csv(ann / epic100.VALIDATION_CSV, HEADER, [*validation_rows()[:4], jar, carry])
+    report = epic100.build_epic100(ann, "", tmp_path / "m", seed=0)
+    meta, samples = read_all(tmp_path / "m")
+    assert next(s for s in samples if s.sample_id == "P21_02_54").labels == {"verb": 89, "noun": 1}
+    assert [(m.sample_id, m.head, m.text, m.class_id, m.class_name, m.where)
+            for m in report.label_mismatches] == [
+        ("P18_01_0", "noun", "mug", 3, "jar", "EPIC_100_validation.csv:6"),
+        ("P21_02_54", "verb", "bring-into", 89, "carry", "EPIC_100_validation.csv:7")]
+    listed = meta.notes["label_text_mismatches"]
+    assert listed["count"] == 2 and listed["rows"][1] == {
+        "where": "EPIC_100_validation.csv:7", "sample_id": "P21_02_54", "head": "verb",
+        "text": "bring-into", "class_id": 89, "class_name": "carry"}
+
+
+def test_clean_annotations_list_no_mismatch(ann, tmp_path):
+    report = epic100.build_epic100(ann, "", tmp_path / "m", seed=0)
+    assert report.label_mismatches == []
+    assert read_all(tmp_path / "m")[0].notes["label_text_mismatches"] == {"count": 0, "rows": []}
 
 
 def test_registered_under_its_name():

@@ -122,9 +122,10 @@ def test_the_parser_reads_the_real_excerpts(tmp_path):
     unseen = epic100.read_unseen(SAMPLES / epic100.UNSEEN_CSV)
     assert unseen == {"P18", "P32"}
     media = epic100._Media(audio_hdf5="", audio_rate=0, boxes_path="", boxes={})
+    mismatches: list = []
     samples = epic100.read_segments(SAMPLES / "EPIC_100_validation_head200.csv", "test", verbs,
-                                    nouns, videos, unseen, media, {})
-    assert len(samples) == 200
+                                    nouns, videos, unseen, media, {}, mismatches)
+    assert len(samples) == 200 and mismatches == []
     first = samples[0]
     assert (first.sample_id, first.labels, first.fps) == ("P01_11_0", {"verb": 0, "noun": 2}, 60.0)
     assert (first.start_s, first.stop_s, first.stop_frame) == (0.0, 1.89, 113)

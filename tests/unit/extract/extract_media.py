@@ -1,5 +1,6 @@
-"""Tiny real media (and model inputs) for the extraction tests: H.264 mp4 (PyAV), EPIC JPEG folders (cv2), wav,
-EPIC-style HDF5 audio, Something-Else boxes JSON, and a manifest pointing at them."""
+"""Tiny real media (and model inputs) for the extraction tests: H.264 mp4 (PyAV), containers with
+video + audio (mp4, mkv, webm, mov), EPIC JPEG folders (cv2), wav, EPIC-style HDF5 audio,
+Something-Else boxes JSON, and a manifest pointing at them."""
 
 from __future__ import annotations
 
@@ -41,6 +42,45 @@ def write_mp4(path: Path, n_frames: int, fps: int = 30, h: int = 48, w: int = 64
             for pkt in s.encode(frame):
                 out.mux(pkt)
         for pkt in s.encode():
+            out.mux(pkt)
+    return path
+
+
+# container -> (video codec, audio codec, muxer options); the webm is muxed as a live stream (no
+# duration, no cues), as browser recordings are: decord cannot measure it, PyAV must read it
+CONTAINERS = {
+    "mp4": ("libx264", "aac", {}),
+    "mkv": ("libx264", "libopus", {}),
+    "webm": ("libvpx-vp9", "libopus", {"live": "1"}),
+    "mov": ("libx264", "aac", {}),
+}
+
+
+def write_av(path: Path, n_frames: int, fps: int = 12, rate: int = 48000, h: int = 48,
+             w: int = 64, tone_hz: float = 440.0) -> Path:
+    """A video file with `frame_rgb` frames and a mono tone, codecs chosen by the suffix."""
+    import av
+
+    vcodec, acodec, options = CONTAINERS[path.suffix[1:]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", options=options) as out:
+        vs = out.add_stream(vcodec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        aus = out.add_stream(acodec, rate=rate)
+        aus.layout = "mono"
+        for i in range(n_frames):
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(frame_rgb(i, h, w), format="rgb24")):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        wave = tone(n_frames / fps, rate, tone_hz)
+        step = aus.codec_context.frame_size or 1024
+        for i in range(0, len(wave), step):
+            frame = av.AudioFrame.from_ndarray(wave[None, i:i + step], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, i
+            for pkt in aus.encode(frame):
+                out.mux(pkt)
+        for pkt in aus.encode():
             out.mux(pkt)
     return path
 

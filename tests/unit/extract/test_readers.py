@@ -53,6 +53,23 @@ def test_too_short_and_missing_video(mp4, tmp_path):
         video.read_video_file(tmp_path / "nope.mp4", seg(0.2, 1.4), SAMPLER)
 
 
+@pytest.mark.parametrize("ext", sorted(em.CONTAINERS))
+def test_containers_give_the_clip_frames_and_its_audio(tmp_path, ext):
+    path = em.write_av(tmp_path / f"a.{ext}", 36, fps=12)
+    s = em.sample("s", "v", 0.5, 2.5, 12, {})
+    clip, frames = video.read_video_file(path, s, SAMPLER)
+    # frame_rgb(i) has green level 7·i: each decoded frame is the one shown at its clip time
+    want = (np.rint(clip.times_s * 12).astype(int) * 7) % 256
+    assert np.abs(frames[..., 1].mean(axis=(1, 2)) - want).max() < 3.5  # frames are 7 apart
+    if ext == "webm":  # no duration in the header: decord refuses it, PyAV read the frames
+        with pytest.raises(Exception, match="broken metadata"):
+            video._read_decord(path, s, SAMPLER)
+    clip, src = audio.open_clip(path, {}, s, SAMPLER)
+    assert src.rate == 48000 and abs(src.duration_s - 3.0) < 0.05
+    fb = audio.fbank_clip(clip, src, 16000, 64, 10.0, 100)
+    assert fb.shape == (100, 64) and len(set(fb.argmax(dim=1).tolist())) == 1  # the 440 Hz tone
+
+
 def test_flow_dequantized_uv0_and_missing_frame(tmp_path):
     folder = em.write_flow_frames(tmp_path / "flow", 44, u_px=4.0, v_px=-2.0)
     clip, x = flow.read_flow_folder(folder, em.TEMPLATE, 2, seg(0.2, 1.4), SAMPLER, 36, 32)

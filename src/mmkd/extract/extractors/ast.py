@@ -4,8 +4,10 @@ As in AST: the Kaldi fbank (T frames × 128 mel bins) is an image of 1 channel, 
 wide, cut into overlapping 16×16 patches with stride 10, with two special tokens (cls + dist)
 and a learned position embedding. Tokens are all outputs after the final norm (2 + patches).
 Official AST checkpoints (`module.v.*` keys, plus `module.mlp_head.*`) load after stripping the
-prefix; the classifier heads are dropped. The paper's student AST-Tiny starts from a random
-init (METHOD.md §2); AST-Base's source is the AST repo's AudioSet checkpoint.
+prefix; the classifier heads are dropped. A checkpoint trained on another clip length (AudioSet:
+1024 frames, a 12 × 101 patch grid) is fitted to `target_frames` as the official code does
+(`resample_pos_embed`). The paper's student AST-Tiny starts from a random init; AST-Base's
+source is the AST repo's AudioSet checkpoint.
 """
 
 from __future__ import annotations
@@ -55,7 +57,36 @@ class ASTExtractor(Extractor):
             key = key.removeprefix("module.").removeprefix("v.")
             if not key.startswith(_DROP):
                 out[f"v.{key}"] = value
+        pos, own = out.get("v.pos_embed"), self.v.pos_embed
+        f, t = self.v.patch_embed.grid_size
+        n_patches = pos.shape[1] - 2 if pos is not None and pos.ndim == 3 else 0
+        # same frequency rows, another number of time columns: the clip length differs
+        if pos is not None and pos.shape != own.shape and n_patches > 0 and n_patches % f == 0:
+            out["v.pos_embed"] = resample_pos_embed(pos, (f, n_patches // f), (f, t))
         return out
+
+
+def _fit_axis(x: torch.Tensor, axis: int, size: int) -> torch.Tensor:
+    """AST's rule on one axis of a (1, D, F, T) grid: cut from the middle or interpolate."""
+    n = x.shape[axis]
+    if size <= n:
+        start = n // 2 - size // 2
+        return x.narrow(axis, start, size)
+    shape = list(x.shape[2:])
+    shape[axis - 2] = size
+    return nn.functional.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)
+
+
+def resample_pos_embed(pos_1ND: torch.Tensor, grid: tuple[int, int],
+                       new_grid: tuple[int, int]) -> torch.Tensor:
+    """Position embedding of a (F, T) patch grid (after the cls and dist rows) fitted to
+    `new_grid` as the official AST does: the time axis first, then frequency, each cut from its
+    middle when it shrinks (start = n // 2 - new // 2) and bilinearly interpolated when it grows."""
+    d = pos_1ND.shape[-1]
+    x = pos_1ND[:, 2:].transpose(1, 2).reshape(1, d, *grid)
+    x = _fit_axis(_fit_axis(x, 3, new_grid[1]), 2, new_grid[0])
+    patches = x.reshape(1, d, new_grid[0] * new_grid[1]).transpose(1, 2)
+    return torch.cat([pos_1ND[:, :2], patches], dim=1)
 
 
 @register_family("ast")

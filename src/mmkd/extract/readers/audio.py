@@ -2,11 +2,12 @@
 
 Two views of the same waveform (both Kaldi log-mel fbanks, 10 ms shift, AST normalisation
 (x - (-4.27)) / (4.57 * 2) so the two audio extractors see the same scale):
-  - `fbank_clip`: one spectrogram of `target_frames` frames centred on the clip, for AST;
+  - `fbank_clip`: one spectrogram of `target_frames` frames around the clip, for AST, padded as
+    the official AST pads (raw fbank, then normalisation);
   - `mel_windows`: one `window_s` spectrogram window around each sampled RGB frame, resized to an
     image, i.e. a "video" of spectrograms for the Swin-B audio teacher (METHOD.md §2).
-Reading outside the file's extent pads with silence; a clip whose sampled moments lie past the end
-of the audio is "too short" (MediaError).
+`mel_windows` pads with silence where it reads outside the file; a clip whose sampled moments
+lie past the end of the audio is "too short" (MediaError).
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ class AudioSource:
                 s = c.streams.audio[0]
                 if s.duration is not None:
                     dur = float(s.duration * s.time_base)
-                else:
-                    dur = (c.duration or 0) / 1e6
+                elif c.duration is not None:
+                    dur = c.duration / 1e6
+                else:  # no duration in the header (a WebM muxed live): where the packets end
+                    dur = max((float((p.pts + (p.duration or 0)) * p.time_base)
+                               for p in c.demux(s) if p.pts is not None), default=0.0)
                 return int(s.rate), int(round(dur * s.rate))
         except av.FFmpegError as exc:
             raise MediaError(f"{self.path}: cannot open audio ({exc})") from None
@@ -138,26 +142,42 @@ def _resampled(wave: np.ndarray, rate: int, target: int) -> torch.Tensor:
     return x
 
 
-def log_mel(wave: torch.Tensor, rate: int, n_mels: int, shift_ms: float) -> torch.Tensor:
-    """Kaldi fbank (T, n_mels) as in AST (hanning window, htk mel, no dither), AST-normalised."""
+def kaldi_fbank(wave: torch.Tensor, rate: int, n_mels: int, shift_ms: float) -> torch.Tensor:
+    """Raw Kaldi log-mel fbank (T, n_mels) as in AST (hanning window, htk mel, no dither);
+    (0, n_mels) when the wave is shorter than one 25 ms window."""
     from torchaudio.compliance.kaldi import fbank
 
+    if wave.shape[0] < round(0.025 * rate):
+        return torch.zeros(0, n_mels)
     wave = wave - wave.mean()
-    feats = fbank(wave[None], htk_compat=True, sample_frequency=rate, use_energy=False,
-                  window_type="hanning", num_mel_bins=n_mels, dither=0.0, frame_shift=shift_ms)
+    return fbank(wave[None], htk_compat=True, sample_frequency=rate, use_energy=False,
+                 window_type="hanning", num_mel_bins=n_mels, dither=0.0, frame_shift=shift_ms)
+
+
+def ast_normalise(feats: torch.Tensor) -> torch.Tensor:
     return (feats - AST_MEAN) / (AST_STD * 2)
+
+
+def log_mel(wave: torch.Tensor, rate: int, n_mels: int, shift_ms: float) -> torch.Tensor:
+    """AST-normalised Kaldi fbank (T, n_mels)."""
+    return ast_normalise(kaldi_fbank(wave, rate, n_mels, shift_ms))
 
 
 def fbank_clip(clip: Clip, src: AudioSource, rate: int, n_mels: int, shift_ms: float,
                target_frames: int) -> torch.Tensor:
-    """(target_frames, n_mels): the spectrogram of the `target_frames × shift` s around the clip."""
+    """(target_frames, n_mels): AST's input for the `target_frames × shift` s around the clip.
+
+    The window is centred on the clip and moved inside the file where it fits; a file shorter
+    than the window starts it at 0 s. As in the official AST data loader, the raw fbank is
+    zero-padded to `target_frames` *before* normalisation, so a padded frame is
+    (0 - mean) / (2 std), and a whole short file gives exactly the official input."""
     span = target_frames * shift_ms / 1000 + 0.015  # + the 25 ms window minus one shift
     centre = (clip.times_s.min() + clip.times_s.max()) / 2
-    wave = _resampled(src.read(centre - span / 2, centre + span / 2), src.rate, rate)
-    feats = log_mel(wave, rate, n_mels, shift_ms)
-    if feats.shape[0] < target_frames:
-        feats = torch.nn.functional.pad(feats, (0, 0, 0, target_frames - feats.shape[0]))
-    return feats[:target_frames]
+    t0 = min(max(centre - span / 2, 0.0), max(src.duration_s - span, 0.0))
+    wave = _resampled(src.read(t0, min(t0 + span, src.duration_s)), src.rate, rate)
+    feats = kaldi_fbank(wave, rate, n_mels, shift_ms)[:target_frames]
+    feats = torch.nn.functional.pad(feats, (0, 0, 0, target_frames - feats.shape[0]))
+    return ast_normalise(feats)
 
 
 def mel_windows(clip: Clip, src: AudioSource, rate: int, n_mels: int, shift_ms: float,

@@ -1,5 +1,9 @@
 """RGB frames of a clip from a video file (decord, PyAV fallback) or an EPIC RGB frame folder.
 
+Containers: anything FFmpeg reads (mp4, mkv, mov, webm, ...). decord refuses a WebM without
+duration metadata (muxed live, as browsers record); PyAV takes over and counts the packets when
+the header has no frame count.
+
 Clip frame i (1-based, at the manifest's fps) is the video frame shown at t = (i - 1) / fps, i.e.
 video frame round(t × video_fps) (0-based): the identity when the video runs at the manifest's fps,
 as EPIC's rgb_frames do. A clip reaching more than one frame past the end of the media is "too
@@ -92,10 +96,10 @@ def _read_pyav(path: Path, sample: Sample, sampler: ClipSampler) -> tuple[Clip, 
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
-            n = stream.frames or (int(float(stream.duration * stream.time_base) * fps)
-                                  if stream.duration else 0)
             if not fps:
                 raise MediaError(f"{path}: the video stream has no frame rate")
+            n = stream.frames or (int(float(stream.duration * stream.time_base) * fps)
+                                  if stream.duration else _count_packets(container, stream))
             clip = sampler.clip(sample, fps=fps, n_frames=n)
             wanted = np.rint(clip.times_s * fps).astype(np.int64)
             first, last = int(wanted.min()), int(wanted.max())
@@ -120,6 +124,14 @@ def _read_pyav(path: Path, sample: Sample, sampler: ClipSampler) -> tuple[Clip, 
     # frames the stream skipped (or the one-frame slack at the end): nearest decoded frame
     pick = have[np.abs(have[None, :] - wanted[:, None]).argmin(axis=1)]
     return clip, np.stack([got[int(i)] for i in pick])
+
+
+def _count_packets(container, stream) -> int:
+    """Frames of a stream whose header has no count or duration (a WebM muxed live, as browsers
+    record): one packet per shown frame (VP9 packs hidden frames into the shown one's packet)."""
+    n = sum(1 for pkt in container.demux(stream) if pkt.size)
+    container.seek(0, stream=stream, backward=True)
+    return n
 
 
 def read_rgb_folder(folder: Path, template: str, sample: Sample,

@@ -152,16 +152,21 @@ def test_released_variants_load(tmp_path):
         assert rel_err(got, want) <= 1e-5
 
 
-def test_reader_gives_the_official_inputs(tmp_path):
-    """Something-Else JSON -> read_layout equals the official conversion + StltDataset for the
-    frames the clip picked: frame types, [CLS] slot, fix_box, categories (up to box order)."""
+@pytest.mark.parametrize("vocabulary", ["something_else", "action_genome"])
+def test_reader_gives_the_official_inputs(vocabulary, tmp_path):
+    """Box JSON -> read_layout equals the official conversion + StltDataset for the frames the
+    clip picked: frame types, [CLS] slot, fix_box, categories, scores (up to box order);
+    Something-Else keeps every box whatever its score, Action Genome those of score >= 0.5."""
+    vocab = detection.VOCABULARIES[vocabulary]
+    names = ["hand", "handle", "cup", "knife"] if vocabulary == "something_else" else \
+        ["person", "cup/glass/bottle", "chair", "sofa/couch"]
     rng = np.random.default_rng(3)
     w, h, n = 64, 48, 40
     raw = {"P01_01": []}
     labels_per_frame = []
     for i in range(1, n + 1):
         labels = [{"box2d": {"x1": float(a), "y1": float(b), "x2": float(c), "y2": float(d)},
-                   "category": str(rng.choice(["hand", "handle", "cup", "knife"]))}
+                   "category": str(rng.choice(names)), "score": float(rng.uniform(0, 1))}
                   for a, b, c, d in rng.uniform(-4, 70, (int(rng.integers(0, 4)), 4))]
         labels_per_frame.append(labels)
         raw["P01_01"].append({"name": f"P01_01/frame_{i:010d}.jpg", "labels": labels})
@@ -169,18 +174,27 @@ def test_reader_gives_the_official_inputs(tmp_path):
     path.write_text(json.dumps(raw))
     media = {"key": "P01_01", "width": w, "height": h}
     sample = em.sample("s", "P01_01", 0.1, 1.2, 30, media)
-    clip, got = detection.read_layout(path, media, sample, ClipSampler(8, 2, "k400"), 3,
-                                      detection.VOCABULARIES["something_else"])
+    clip, got = detection.read_layout(path, media, sample, ClipSampler(8, 2, "k400"), 3, vocab)
     assert {k: v.dtype for k, v in got.items()} == {
-        "boxes": np.float32, "categories": np.int64, "frame_types": np.int64}
+        "boxes": np.float32, "categories": np.int64, "frame_types": np.int64,
+        **({"scores": np.float32} if vocab.uses_scores else {})}
     idx = (np.floor(clip.times_s * 30).astype(int)).tolist()  # frame k+1 is list index k
-    want = off.item(off.prepare_something(labels_per_frame), idx, (w, h), off.SOMETHING,
-                    off.SOMETHING_FRAMES, 3)
+    if vocabulary == "something_else":
+        frames, ids, types = off.prepare_something(labels_per_frame), off.SOMETHING, \
+            off.SOMETHING_FRAMES
+    else:
+        frames = [{"frame_objects": [{"category": lab["category"], "score": lab["score"],
+                                      **lab["box2d"]} for lab in labels]}
+                  for labels in labels_per_frame]
+        ids, types = AG, off.ACTION_GENOME_FRAMES
+    want = off.item(frames, idx, (w, h), ids, types, 3)
     np.testing.assert_array_equal(got["frame_types"], want["frame_types"].numpy())
+    scores = got.get("scores", np.where(got["categories"] > 0, 1.0, 0.0))
     for t in range(len(idx) + 1):
-        ours = sorted(zip(got["categories"][t].tolist(), got["boxes"][t].tolist(), strict=True))
+        ours = sorted(zip(got["categories"][t].tolist(), got["boxes"][t].tolist(),
+                          scores[t].tolist(), strict=True))
         theirs = sorted(zip(want["categories"][t].tolist(), want["boxes"][t].tolist(),
-                            strict=True))
+                            want["scores"][t].tolist(), strict=True))
         assert ours == theirs
     assert len(set(want["frame_types"].tolist())) == 3  # regular, empty and extract all seen
 

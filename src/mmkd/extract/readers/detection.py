@@ -17,10 +17,11 @@ annotated frames), everything after follows the official `StltDataset` and `Stlt
 Categories come from the vocabulary of the checkpoint's training set (`VOCABULARIES`):
 Something-Else has hand / object (a label is a hand when its category text contains "hand", as
 the official Something-Else conversion decides), Action Genome its 36 object classes + person.
-Scores enter the model only with the Action Genome vocabulary (the official collater drops them
-for Something-Else). A frame with more than `max_objects` boxes keeps the highest scores first,
-then the lower category ids (Something-Else: hands before objects); the official loader never
-cuts (it pads to the data set's maximum).
+Scores count only with the Action Genome vocabulary: the official Something-Else conversion
+gives every box score 1 and its collater does not pass scores to the model. A frame with more
+than `max_objects` boxes keeps the highest scores first, then the lower category ids
+(Something-Else: hands before objects); the official loader never cuts (it pads to the data
+set's maximum).
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ def read_layout(path: Path, media: dict[str, Any], sample: Sample, sampler: Clip
     packed = []
     for p in pos.tolist():
         objects = []
-        for x1, y1, x2, y2, text, score in frames[p]:
+        for x1, y1, x2, y2, text, file_score in frames[p]:
+            score = file_score if vocab.uses_scores else 1.0
             if score < SCORE_THRESHOLD:
                 continue
             cid = vocab.category_id(text)

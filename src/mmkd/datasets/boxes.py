@@ -31,6 +31,8 @@ class Box:
     y2: float
     category: str  # "hand" or "object"
     object_index: int  # placeholder index of an object (0000 → 0); -1 for hands
+    text: str = ""  # the label's own category text (STLT's vocabularies read it)
+    score: float = 1.0  # detector confidence where the file has one
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,16 @@ def parse_video(path: Path, key: str, frames: object) -> tuple[BoxFrame, ...]:
                 b = lab["box2d"]
                 x1, y1, x2, y2 = (float(b[k]) for k in ("x1", "y1", "x2", "y2"))
                 std = str(lab.get("standard_category", lab.get("category", "")))
+                text = str(lab.get("category", std))
+                score = float(lab.get("score", 1.0))
             except (KeyError, TypeError, ValueError):
                 raise MmkdError(f"{where}, frame {name}, label {j}: field 'box2d' needs numbers "
                                 "x1, y1, x2, y2; fix the box file") from None
             if std == HAND:
-                boxes.append(Box(x1, y1, x2, y2, HAND, -1))
+                boxes.append(Box(x1, y1, x2, y2, HAND, -1, text, score))
             else:
                 idx = int(std) if std.isdigit() else 0
-                boxes.append(Box(x1, y1, x2, y2, OBJECT, idx))
+                boxes.append(Box(x1, y1, x2, y2, OBJECT, idx, text, score))
         out.append(BoxFrame(int(m.group(1)), name, tuple(boxes)))
     out.sort(key=lambda f: f.frame)
     return tuple(out)

@@ -78,9 +78,14 @@ def example_inputs(spec: Any, num_frames: int, batch: int, device: Any) -> dict[
     if kind == "fbank":
         return {"fbank": torch.randn(batch, spec.target_frames, spec.n_mels, generator=g).to(device)}
     if kind == "layout":
-        boxes = torch.rand(batch, num_frames, spec.max_objects, 4, generator=g)
-        cats = torch.randint(1, 3, (batch, num_frames, spec.max_objects), generator=g)
-        return {"boxes": boxes.to(device), "categories": cats.to(device)}
+        import numpy as np
+
+        from mmkd.extract.readers.detection import VOCABULARIES, random_layout
+
+        rng = np.random.default_rng(0)
+        clips = [random_layout(rng, num_frames, VOCABULARIES[spec.vocabulary], spec.max_objects)
+                 for _ in range(batch)]
+        return {k: torch.from_numpy(np.stack([c[k] for c in clips])).to(device) for k in clips[0]}
     raise MmkdError(f"extractor {spec.name}: unknown input kind {kind!r}")
 
 

@@ -69,6 +69,6 @@ class InputBuilder:
             win = audio.mel_windows(clip, src, s.sample_rate, s.n_mels, s.frame_shift_ms,
                                     s.window_s, s.crop)
             return {"frames": win[None].expand(3, -1, -1, -1).contiguous()}
-        _, boxes, cats = detection.read_layout(self._path(media["path"]), media, sample,
-                                               self.sampler, s.max_objects)
-        return {"boxes": torch.from_numpy(boxes), "categories": torch.from_numpy(cats)}
+        _, layout = detection.read_layout(self._path(media["path"]), media, sample, self.sampler,
+                                          s.max_objects, detection.VOCABULARIES[s.vocabulary])
+        return {k: torch.from_numpy(v) for k, v in layout.items()}

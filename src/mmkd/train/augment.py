@@ -12,7 +12,7 @@ the input contract stay in one place. Per input kind:
       of up to M/5 bins and one time mask of up to T/5 frames (SpecAugment), set to 0, the mean
       of the normalised fbank.
   layout (STLT boxes; T×O×4 in [0, 1]): every real box's corners jittered by N(0, 0.02) of the
-      frame size, then re-ordered and clipped to the frame; padding boxes stay zero.
+      frame size, then re-ordered and clipped to the frame; padding and [CLS] boxes stay.
 Randomness comes from a NumPy generator seeded by (seed, epoch, sample index), so a sample's
 augmentation does not depend on which decode worker handles it, and a resumed run redoes it.
 """
@@ -51,8 +51,7 @@ class Augment:
             fbank_TM = time_shift(inputs["fbank"], rng)
             return {"fbank": spec_masks(fbank_TM, rng, freq_dim=-1, time_dim=-2)}
         if self.input_kind == "layout":
-            return {"boxes": jitter_boxes(inputs["boxes"], inputs["categories"], rng),
-                    "categories": inputs["categories"]}
+            return {**inputs, "boxes": jitter_boxes(inputs["boxes"], inputs["categories"], rng)}
         raise ValueError(f"no augmentation for input kind {self.input_kind!r}")
 
     def _frames(self, frames_CTHW: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -107,6 +106,7 @@ def jitter_boxes(boxes_TO4: torch.Tensor, cats_TO: torch.Tensor, rng: np.random.
     x1, x2 = torch.minimum(moved[..., 0], moved[..., 2]), torch.maximum(moved[..., 0], moved[..., 2])
     y1, y2 = torch.minimum(moved[..., 1], moved[..., 3]), torch.maximum(moved[..., 1], moved[..., 3])
     real_TO1 = (cats_TO != 0).unsqueeze(-1)
+    real_TO1[..., 0, :] = False  # slot 0 is the frame's [CLS] box (0, 0, 1, 1)
     return torch.where(real_TO1, torch.stack([x1, y1, x2, y2], -1), boxes_TO4)
 
 

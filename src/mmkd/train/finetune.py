@@ -66,8 +66,7 @@ from mmkd.train.loop import FitResult, ProgressFn, autocast_for, correct_counts,
 
 FT_TAG = "+ft-"
 EXTRACTORS_DIR = "extractors"
-NO_DECAY_SUFFIXES = ("pos_embed", "cls_token", "dist_token", "relative_position_bias_table",
-                     "frame_cls", "video_cls")
+NO_DECAY_SUFFIXES = ("pos_embed", "cls_token", "dist_token", "relative_position_bias_table")
 
 
 # ------------------------------------------------------------------------------- the model

@@ -98,7 +98,8 @@ class PretrainMethod(BaselineMethod):
 
 # ------------------------------------------------------------------------------- the data
 class DecodedClips(torch.utils.data.Dataset):
-    """Clips decoded once and held in RAM (float16); augmentation is applied on every read.
+    """Clips decoded once and held in RAM (float16, integer ids as they are); augmentation is
+    applied on every read.
 
     Same item format as stage 3's `RawClips`: (index, {modality: inputs}, {modality: reason})."""
 
@@ -111,7 +112,7 @@ class DecodedClips(torch.utils.data.Dataset):
         return len(self.tensors)
 
     def __getitem__(self, i: int) -> tuple[int, dict[str, Any], dict[str, str]]:
-        x = {k: v.float() for k, v in self.tensors[i].items()}
+        x = {k: v.float() if v.is_floating_point() else v for k, v in self.tensors[i].items()}
         if self.augment is not None:
             x = self.augment(x, sample_rng(self.seed, self.epoch, i))
         return i, {self.modality: x}, {}
@@ -120,7 +121,7 @@ class DecodedClips(torch.utils.data.Dataset):
 def decode_split(samples: list[Sample], indices: np.ndarray, build: InputBuilder, workers: int,
                  progress: Callable[[int], None] | None = None
                  ) -> tuple[dict[int, dict[str, torch.Tensor]], Counter]:
-    """{sample index: inputs as float16} for `indices`, decoded in worker processes; failed
+    """{sample index: inputs, floats as float16} for `indices`, decoded in worker processes; failed
     samples are left out and their reasons counted."""
     clips = RawClips(samples, {build.modality: build}, None, seed=0)
     loader = torch.utils.data.DataLoader(
@@ -134,7 +135,7 @@ def decode_split(samples: list[Sample], indices: np.ndarray, build: InputBuilder
             if x is None:
                 failures[reasons[build.modality]] += 1
             else:
-                out[i] = {k: v.to(torch.float16) for k, v in x.items()}
+                out[i] = {k: v.half() if v.is_floating_point() else v for k, v in x.items()}
         if progress is not None:
             progress(len(items))
     return out, failures

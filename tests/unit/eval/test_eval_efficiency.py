@@ -51,4 +51,5 @@ def test_example_inputs_follow_the_contracts():
     x = E.example_inputs(get_spec("test_ast"), 4, 2, "cpu")
     assert x["fbank"].shape == (2, 48, 32)
     x = E.example_inputs(get_spec("test_stlt"), 5, 1, "cpu")
-    assert x["boxes"].shape == (1, 5, 4, 4) and x["categories"].min() >= 1
+    # 5 frames + the extract frame; 4 boxes + the [CLS] box; no padding slot in sampled frames
+    assert x["boxes"].shape == (1, 6, 5, 4) and x["categories"][:, :5].min() >= 1

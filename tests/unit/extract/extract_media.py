@@ -15,6 +15,7 @@ import torch
 
 from mmkd.datasets.manifest import ManifestMeta, Sample, write_manifest
 from mmkd.extract.extractors import get_spec
+from mmkd.extract.readers.detection import VOCABULARIES, random_layout
 from mmkd.flow.quantize import quantize
 
 TEMPLATE = "frame_%010d.jpg"
@@ -185,5 +186,7 @@ def dummy_inputs(name: str, batch: int = 2, frames: int = 8) -> dict[str, torch.
         return {"frames": torch.randn(batch, 3, frames, s.crop, s.crop)}
     if s.input_kind == "fbank":
         return {"fbank": torch.randn(batch, s.target_frames, s.n_mels)}
-    return {"boxes": torch.rand(batch, frames, s.max_objects, 4),
-            "categories": torch.randint(0, 3, (batch, frames, s.max_objects))}
+    rng = np.random.default_rng(0)
+    clips = [random_layout(rng, frames, VOCABULARIES[s.vocabulary], s.max_objects)
+             for _ in range(batch)]
+    return {k: torch.from_numpy(np.stack([c[k] for c in clips])) for k in clips[0]}

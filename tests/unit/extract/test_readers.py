@@ -128,29 +128,45 @@ def test_empty_wav_missing_key_and_too_short(tmp_path):
 def test_boxes_normalised_categories_and_padding(tmp_path):
     path = em.write_boxes(tmp_path / "boxes.json", {"P01_01": 90})
     media = {"key": "P01_01", "width": 64, "height": 48}
-    clip, boxes, cats = detection.read_layout(path, media, seg(0.2, 1.4), SAMPLER, max_objects=3)
-    assert boxes.shape == (8, 3, 4) and cats.shape == (8, 3)
-    assert np.all(cats[:, 0] == detection.HAND) and np.all(cats[:, 1] == detection.OBJECT)
-    assert np.all(cats[:, 2] == detection.PAD) and np.all(boxes[:, 2] == 0)
+    vocab = detection.VOCABULARIES["something_else"]
+    clip, x = detection.read_layout(path, media, seg(0.2, 1.4), SAMPLER, 3, vocab)
+    boxes, cats = x["boxes"], x["categories"]
+    assert boxes.shape == (9, 4, 4) and cats.shape == (9, 4) and "scores" not in x
+    hand, obj, cls = (vocab.categories.index(c) for c in ("hand", "object", "cls"))
+    assert np.all(cats[:, 0] == cls) and np.all(boxes[:, 0] == [0, 0, 1, 1])  # [CLS] slot
+    assert np.all(cats[:8, 1] == hand) and np.all(cats[:8, 2] == obj)  # hands first
+    assert np.all(cats[:, 3] == detection.PAD) and np.all(boxes[:, 3] == 0)
+    assert np.all(cats[8, 1:] == detection.PAD)  # the extract frame holds only [CLS]
+    assert x["frame_types"].tolist() == [vocab.frame_types["regular"]] * 8 + [
+        vocab.frame_types["extract"]]
     assert boxes.min() >= 0 and boxes.max() <= 1
     # object box x1 = frame number (mod 44) px, normalised by the 64 px width
     expect = (np.floor(clip.times_s * FPS).astype(int) + 1) % 44 / 64
-    np.testing.assert_allclose(boxes[:, 1, 0], expect, atol=1e-6)
+    np.testing.assert_allclose(boxes[:8, 2, 0], expect, atol=1e-6)
     with pytest.raises(MediaError, match="no boxes"):
-        detection.read_layout(path, {**media, "key": "P02_01"}, seg(0.2, 1.4), SAMPLER, 3)
+        detection.read_layout(path, {**media, "key": "P02_01"}, seg(0.2, 1.4), SAMPLER, 3, vocab)
 
 
 def test_boxes_from_the_store_equal_the_json(tmp_path):
     from mmkd.datasets.box_store import index_boxes
 
+    vocab = detection.VOCABULARIES["something_else"]
     path = em.write_boxes(tmp_path / "boxes.json", {"P01_01": 90, "P01_02": 40})
     store = index_boxes([path], tmp_path / "boxes.h5").path
     media = {"key": "P01_01", "width": 64, "height": 48}
     for s in (seg(0.2, 1.4), seg(1.0, 2.9)):
-        from_json = detection.read_layout(path, media, s, SAMPLER, max_objects=3)
-        from_store = detection.read_layout(store, media, s, SAMPLER, max_objects=3)
+        from_json = detection.read_layout(path, media, s, SAMPLER, max_objects=3, vocab=vocab)
+        from_store = detection.read_layout(store, media, s, SAMPLER, max_objects=3, vocab=vocab)
         np.testing.assert_array_equal(from_store[0].times_s, from_json[0].times_s)
-        for a, b in zip(from_store[1:], from_json[1:], strict=True):
-            np.testing.assert_array_equal(a, b)
+        assert from_store[1].keys() == from_json[1].keys()
+        for k in from_json[1]:
+            np.testing.assert_array_equal(from_store[1][k], from_json[1][k])
     with pytest.raises(MediaError, match="boxes.h5: no boxes for video 'P02_01'"):
-        detection.read_layout(store, {**media, "key": "P02_01"}, seg(0.2, 1.4), SAMPLER, 3)
+        detection.read_layout(store, {**media, "key": "P02_01"}, seg(0.2, 1.4), SAMPLER, 3, vocab)
+
+
+def test_fix_box_follows_the_official_rules():
+    assert detection.fix_box((10.7, 5.2, 3.9, 30.0), 64, 48) == [3, 5, 10, 30]  # int, ordered
+    assert detection.fix_box((-3, -2, 80.0, 60.0), 64, 48) == [0, 0, 63, 47]  # inside
+    assert detection.fix_box((0.4, 0.0, 0.2, 0.9), 64, 48) == [0, 0, 1, 1]  # at least 1 px
+    assert detection.fix_box((70, 20, 90, 20.5), 64, 48) == [62, 19, 63, 20]

@@ -59,16 +59,18 @@ def test_mel_windows_get_the_same_masks_on_every_window():
 
 
 def test_box_jitter_moves_real_boxes_only_and_keeps_them_valid():
-    boxes = torch.tensor([[[0.1, 0.2, 0.4, 0.5], [0.0, 0.0, 0.0, 0.0]]]).repeat(6, 1, 1)
-    cats = torch.tensor([[2, 0]]).repeat(6, 1)
+    cls, box, pad = [0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.4, 0.5], [0.0, 0.0, 0.0, 0.0]
+    boxes = torch.tensor([[cls, box, pad]]).repeat(6, 1, 1)
+    cats = torch.tensor([[3, 2, 0]]).repeat(6, 1)  # [CLS] slot, an object, padding
     out = jitter_boxes(boxes, cats, np.random.default_rng(0))
-    assert torch.equal(out[:, 1], boxes[:, 1])  # padding untouched
-    assert not torch.equal(out[:, 0], boxes[:, 0])
-    assert (out[:, 0, 0] <= out[:, 0, 2]).all() and (out[:, 0, 1] <= out[:, 0, 3]).all()
+    assert torch.equal(out[:, 0], boxes[:, 0]) and torch.equal(out[:, 2], boxes[:, 2])
+    assert not torch.equal(out[:, 1], boxes[:, 1])
+    assert (out[:, 1, 0] <= out[:, 1, 2]).all() and (out[:, 1, 1] <= out[:, 1, 3]).all()
     assert out.min() >= 0 and out.max() <= 1 and (out - boxes).abs().max() < 0.15
-    res = Augment("detection", "layout")({"boxes": boxes, "categories": cats},
-                                          sample_rng(0, 0, 0))
-    assert torch.equal(res["categories"], cats)
+    types = torch.tensor([2] * 5 + [4])
+    res = Augment("detection", "layout")({"boxes": boxes, "categories": cats,
+                                          "frame_types": types}, sample_rng(0, 0, 0))
+    assert torch.equal(res["categories"], cats) and torch.equal(res["frame_types"], types)
 
 
 def test_flips_are_off_where_direction_is_the_class():

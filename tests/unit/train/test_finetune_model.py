@@ -2,12 +2,14 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor, get_spec
+from mmkd.extract.readers.detection import VOCABULARIES, random_layout
 from mmkd.extract.theta import n_out
 from mmkd.models import ModelSpec
 from mmkd.train.finetune import EndToEndStudent, enable_grad_checkpointing, finetune_recipe
@@ -35,10 +37,13 @@ def _model(accum: int = 1) -> EndToEndStudent:
 
 def _batch(seed: int = 0) -> tuple[dict, dict]:
     g = torch.Generator().manual_seed(seed)
-    cats = torch.randint(0, 3, (B, T, 4), generator=g)
+    rng = np.random.default_rng(seed)
+    clips = [random_layout(rng, T, VOCABULARIES["something_else"], 4) for _ in range(B)]
+    layout = {k: torch.from_numpy(np.stack([c[k] for c in clips])) for k in clips[0]}
+    layout["categories"][:, :, 1:][torch.rand(B, T + 1, 4, generator=g) < 0.3] = 0  # padding
     tokens = {"video": RawInputs(frames=torch.randn(B, 3, T, 32, 32, generator=g)),
               "audio": RawInputs(fbank=torch.randn(B, 48, 32, generator=g)),
-              "detection": RawInputs(boxes=torch.rand(B, T, 4, 4, generator=g), categories=cats),
+              "detection": RawInputs(layout),
               "flow": torch.randn(B, THETA, 8, generator=g)}
     present = {m: torch.ones(B, dtype=torch.bool) for m in tokens}
     present["audio"][1] = False
@@ -123,7 +128,8 @@ def test_extractor_state_round_trips_through_create_extractor(tmp_path):
 def test_weight_decay_skips_extractor_embeddings_and_norms():
     skip = _model().no_weight_decay()
     assert {"extractors.audio.v.pos_embed", "extractors.audio.v.cls_token",
-            "extractors.detection.frame_cls", "extractors.audio.v.norm.weight"} <= skip
+            "extractors.detection.frame_embed.layer_norm.weight",
+            "extractors.audio.v.norm.weight"} <= skip
     assert "extractors.audio.v.blocks.0.attn.qkv.weight" not in skip
     assert "cls_token" in skip
 

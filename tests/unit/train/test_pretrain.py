@@ -1,5 +1,6 @@
 """mmkd.train.pretrain: extractors trained on the run's own clips, exported for `mmkd extract`."""
 
+import copy
 import importlib.util
 import shutil
 from pathlib import Path
@@ -125,3 +126,19 @@ def test_a_modality_outside_the_run_is_refused(run):
     run_dir, cfg = run
     with pytest.raises(MmkdError, match="not in this run's data.modalities"):
         prepare_inputs(run_dir, cfg, "detection", "test_stlt")
+
+
+def test_detection_pretrains_with_integer_inputs_kept_integer(run):
+    """Boxes are held as float16, category and frame-type ids stay int64 (an id is no float)."""
+    run_dir, cfg = run
+    cfg = copy.deepcopy(cfg)
+    cfg.data.modalities = [*cfg.data.modalities, "detection"]
+    cfg.pretrain.train.epochs = 1
+    inputs = prepare_inputs(run_dir, cfg, "detection", "test_stlt")
+    held = inputs.train.tensors[int(inputs.train_idx[0])]
+    assert held["boxes"].dtype == torch.float16
+    assert held["categories"].dtype == held["frame_types"].dtype == torch.int64
+    _, x, _ = inputs.train[int(inputs.train_idx[0])]
+    assert x["detection"]["categories"].dtype == torch.int64
+    res = train_extractor(run_dir, cfg, inputs, "test_stlt")
+    assert res.fit.best_epoch == 1 and res.weights.is_file()

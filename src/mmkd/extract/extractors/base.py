@@ -47,7 +47,8 @@ class ExtractorSpec:
     frame_shift_ms: float = 10.0
     target_frames: int = 1024  # AST: fbank frames per clip
     window_s: float = 1.0  # audio Swin: log-mel window around each sampled frame
-    max_objects: int = 8  # STLT: boxes per frame
+    max_objects: int = 8  # STLT: boxes per frame, besides the frame's [CLS] box
+    vocabulary: str = "something_else"  # STLT: category / frame-type ids (readers.detection)
 
     @property
     def input_kind(self) -> str:
@@ -62,7 +63,7 @@ class ExtractorSpec:
         keep = {"swin3d": ("crop", "resize", "mean", "std"),
                 "swin3d_audio": ("crop", "sample_rate", "n_mels", "frame_shift_ms", "window_s"),
                 "ast": ("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
-                "stlt": ("max_objects",)}[self.family]
+                "stlt": ("max_objects", "vocabulary")}[self.family]
         d = dataclasses.asdict(self)
         return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
 

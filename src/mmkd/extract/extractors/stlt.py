@@ -1,14 +1,23 @@
-"""STLT, the Spatial-Temporal Layout Transformer (Radevski et al. 2021) over object boxes.
+"""STLT, the Spatial-Temporal Layout Transformer (Radevski et al. 2021), as its official backbone.
 
-Per frame, each box is embedded as Linear(x1, y1, x2, y2) + Embedding(category: pad/hand/object),
-a learned frame [CLS] token is prepended and a spatial transformer encoder (padding masked) runs
-over the frame's boxes; the frame [CLS] outputs, plus learned frame-position embeddings and a
-learned video [CLS] token, go through a temporal transformer encoder. Tokens out are the T
-per-frame outputs of the temporal encoder (the video [CLS] is not a token of the clip).
+Per frame, each box slot is embedded as Embedding(category) + Linear(x1, y1, x2, y2) (+
+Linear(score) with the Action Genome vocabulary), LayerNorm (eps 1e-12); slot 0 is the frame's
+[CLS] box (0, 0, 1, 1) of category `cls`, so there is no learned frame token. A spatial
+transformer encoder (padding slots masked) runs over each frame's slots and its slot-0 output is
+the frame. Frames get learned position embeddings (256 rows) and frame-type embeddings (pad /
+start / regular / empty / extract), LayerNorm (eps 1e-12), and go through a temporal
+transformer encoder with a causal mask. The inputs (`mmkd.extract.readers.detection`) end with
+an "extract" frame whose output is the official video summary; there is no learned video token.
 
-Depth: STLT's reference configuration has 4 spatial + 8 temporal layers (12 in all), our
-`stlt_l12` teacher; the 9-layer student `stlt_l9` keeps that 1:2 ratio (3 + 6). Weights load
-from checkpoints of this module (there is no official format to convert).
+Tokens: the temporal encoder's outputs at the T sampled frames (positions 0..T-1; under the
+causal mask frame t has seen frames 0..t); the extract frame's output is not a token.
+
+Weights: the released checkpoints of gorjanradevski/revisiting-spatial-temporal-layouts load
+through `convert_state_dict` (full `Stlt` state dicts with `backbone.` keys, backbone-only
+files, and the earlier `stlt_backbone.` prefix); the classification head is dropped. Encoder
+layers are PyTorch's post-norm GELU layers (LayerNorm eps 1e-5, as the official code builds them).
+Depth: the released configuration has 4 spatial + 8 temporal layers (12 in all), our `stlt_l12`
+teacher; the 9-layer student `stlt_l9` keeps that 1:2 ratio (3 + 6).
 """
 
 from __future__ import annotations
@@ -16,9 +25,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmkd.errors import MmkdError
 from mmkd.extract.extractors.base import Extractor, ExtractorSpec, register_family, register_spec
+from mmkd.extract.readers.detection import PAD, VOCABULARIES
 
-N_CATEGORIES = 3  # 0 pad, 1 hand, 2 object
+LAYER_NORM_EPS = 1e-12
+N_FRAME_TYPES = 5  # the official embedding has 5 rows for every vocabulary
+# official key prefix -> ours, most specific first
+_OFFICIAL = (("frames_embeddings.layout_embedding.category_box_embeddings.", "object_embed."),
+             ("frames_embeddings.layout_embedding.transformer.", "spatial."),
+             ("frames_embeddings.", "frame_embed."),
+             ("transformer.", "temporal."))
+_DROP = ("prediction_head.", "frames_embeddings.layout_embedding.encoder_layer.",
+         "frames_embeddings.position_ids")
 
 
 def _encoder(dim: int, layers: int, heads: int, dropout: float) -> nn.TransformerEncoder:
@@ -27,35 +46,93 @@ def _encoder(dim: int, layers: int, heads: int, dropout: float) -> nn.Transforme
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
 
+class ObjectEmbedding(nn.Module):
+    """One box slot: category + box (+ score) embeddings, normalised (official names)."""
+
+    def __init__(self, dim: int, n_categories: int, scores: bool, dropout: float):
+        super().__init__()
+        self.category_embeddings = nn.Embedding(n_categories, dim, padding_idx=PAD)
+        self.box_embedding = nn.Linear(4, dim)
+        self.score_embeddings = nn.Linear(1, dim) if scores else None
+        self.layer_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.category_embeddings(inputs["categories"]) + self.box_embedding(inputs["boxes"])
+        if self.score_embeddings is not None:
+            x = x + self.score_embeddings(inputs["scores"].unsqueeze(-1))
+        return self.dropout(self.layer_norm(x))
+
+
+class FrameEmbedding(nn.Module):
+    """A frame's spatial output + position + frame type, normalised (official names)."""
+
+    def __init__(self, dim: int, positions: int, dropout: float):
+        super().__init__()
+        self.position_embeddings = nn.Embedding(positions, dim)
+        self.frame_type_embedding = nn.Embedding(N_FRAME_TYPES, dim, padding_idx=PAD)
+        self.layer_norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, frames_BFD: torch.Tensor, types_BF: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(frames_BFD.shape[1], device=frames_BFD.device)
+        x = frames_BFD + self.position_embeddings(pos) + self.frame_type_embedding(types_BF)
+        return self.dropout(self.layer_norm(x))
+
+
 class STLTExtractor(Extractor):
     def __init__(self, spec: ExtractorSpec):
         super().__init__()
         a, d = spec.arch, spec.dim
-        self.box_embed = nn.Linear(4, d)
-        self.category_embed = nn.Embedding(N_CATEGORIES, d, padding_idx=0)
-        self.frame_cls = nn.Parameter(torch.zeros(1, 1, d))
-        self.object_norm = nn.LayerNorm(d)
+        if spec.vocabulary not in VOCABULARIES:
+            raise MmkdError(f"extractor {spec.name}: unknown vocabulary {spec.vocabulary!r}; "
+                            f"use one of {', '.join(VOCABULARIES)}")
+        self.vocab = VOCABULARIES[spec.vocabulary]
+        self.object_embed = ObjectEmbedding(d, len(self.vocab.categories), self.vocab.uses_scores,
+                                            a["dropout"])
         self.spatial = _encoder(d, a["spatial_layers"], a["num_heads"], a["dropout"])
-        self.frame_pos = nn.Embedding(a["max_frames"], d)
-        self.video_cls = nn.Parameter(torch.zeros(1, 1, d))
-        self.frame_norm = nn.LayerNorm(d)
+        self.frame_embed = FrameEmbedding(d, a["positions"], a["dropout"])
         self.temporal = _encoder(d, a["temporal_layers"], a["num_heads"], a["dropout"])
-        nn.init.trunc_normal_(self.frame_cls, std=0.02)
-        nn.init.trunc_normal_(self.video_cls, std=0.02)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        boxes_BTO4, cats_BTO = inputs["boxes"], inputs["categories"]
-        B, T, n_obj, _ = boxes_BTO4.shape
-        obj = self.box_embed(boxes_BTO4) + self.category_embed(cats_BTO)  # (B, T, O, D)
-        obj = obj.reshape(B * T, n_obj, -1)
-        x = torch.cat([self.frame_cls.expand(B * T, -1, -1).to(obj.dtype), obj], dim=1)
-        pad = torch.cat([torch.zeros(B * T, 1, dtype=torch.bool, device=obj.device),
-                         cats_BTO.reshape(B * T, n_obj) == 0], dim=1)
-        frames_BTD = self.spatial(self.object_norm(x), src_key_padding_mask=pad)[:, 0]
-        frames_BTD = frames_BTD.reshape(B, T, -1)
-        pos = self.frame_pos(torch.arange(T, device=obj.device))[None]
-        y = torch.cat([self.video_cls.expand(B, -1, -1).to(obj.dtype), frames_BTD + pos], dim=1)
-        return self.temporal(self.frame_norm(y))[:, 1:]
+        cats_BFS = inputs["categories"]  # F = T sampled frames + the extract frame
+        B, F, S = cats_BFS.shape
+        if F > self.frame_embed.position_embeddings.num_embeddings:
+            raise MmkdError(f"STLT: {F - 1} frames + the extract frame exceed its "
+                            f"{self.frame_embed.position_embeddings.num_embeddings} positions; "
+                            "sample fewer frames (clip.num_frames)")
+        x = self.object_embed(inputs).reshape(B * F, S, -1)
+        pad = cats_BFS.reshape(B * F, S) == PAD
+        pad[:, 0] = False  # slot 0 is always the [CLS] box (keeps all-padding filler finite)
+        frames_BFD = self.spatial(x, src_key_padding_mask=pad)[:, 0].reshape(B, F, -1)
+        y = self.frame_embed(frames_BFD, inputs["frame_types"])
+        causal = torch.ones(F, F, dtype=torch.bool, device=y.device).triu(1)
+        # Padding frames (official batches pad after the extract frame) are hidden from every
+        # earlier frame by the causal mask alone, so no frame padding mask is needed.
+        return self.temporal(y, mask=causal)[:, :-1]
+
+    def convert_state_dict(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, value in sd.items():
+            for prefix in ("module.", "backbone.", "stlt_backbone."):
+                key = key.removeprefix(prefix)
+            if key.startswith(_DROP):
+                continue
+            if not self.vocab.uses_scores and ".score_embeddings." in f".{key}":
+                continue  # trained with Something-Else: present but never used
+            for official, ours in _OFFICIAL:
+                if key.startswith(official):
+                    key = ours + key.removeprefix(official)
+                    break
+            out[key] = value
+        rows = out.get("object_embed.category_embeddings.weight")
+        if rows is not None and rows.shape[0] != len(self.vocab.categories):
+            other = [n for n, v in VOCABULARIES.items() if len(v.categories) == rows.shape[0]]
+            raise MmkdError(f"STLT checkpoint has {rows.shape[0]} categories, the "
+                            f"{self.vocab.name} vocabulary {len(self.vocab.categories)}; "
+                            + (f"use an extractor with the {other[0]} vocabulary"
+                               if other else "pass a checkpoint of this vocabulary"))
+        return out
 
 
 @register_family("stlt")
@@ -63,15 +140,21 @@ def _build(spec: ExtractorSpec) -> Extractor:
     return STLTExtractor(spec)
 
 
-def stlt_arch(spatial: int, temporal: int, heads: int = 12, max_frames: int = 64) -> dict:
+def stlt_arch(spatial: int, temporal: int, heads: int = 12, positions: int = 256) -> dict:
     return {"spatial_layers": spatial, "temporal_layers": temporal, "num_heads": heads,
-            "max_frames": max_frames, "dropout": 0.1}
+            "positions": positions, "dropout": 0.1}
 
 
+_RELEASES = "gorjanradevski/revisiting-spatial-temporal-layouts, README Model Zoo"
 register_spec(ExtractorSpec("stlt_l12", "stlt", 768, stlt_arch(4, 8),
-                            "STLT Action Genome pretraining, saved as this module's state dict",
-                            max_objects=8))
+                            f"STLT Something-Else release comp_split_detect_stlt.pt ({_RELEASES})",
+                            max_objects=8, vocabulary="something_else"))
+register_spec(ExtractorSpec("stlt_l12_ag", "stlt", 768, stlt_arch(4, 8),
+                            f"STLT Action Genome Oracle or Detections release ({_RELEASES})",
+                            max_objects=16, vocabulary="action_genome"))
 register_spec(ExtractorSpec("stlt_l9", "stlt", 768, stlt_arch(3, 6),
-                            "random init (paper: STLT student from scratch)", max_objects=8))
+                            "random init (paper: STLT student from scratch)", max_objects=8,
+                            vocabulary="something_else"))
 register_spec(ExtractorSpec("test_stlt", "stlt", 32, stlt_arch(1, 1, heads=2),
-                            "random init (tests only)", max_objects=4))
+                            "random init (tests only)", max_objects=4,
+                            vocabulary="something_else"))

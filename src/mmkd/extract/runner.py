@@ -141,10 +141,9 @@ def decode_loader_options(workers: int, dataset: Any, prefetch: int = 2) -> dict
 def init_decode_worker(_: int) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    from mmkd.extract.readers import audio, detection
+    from mmkd.extract.readers import audio
 
-    audio._hdf5.cache_clear()  # never share the parent's HDF5 handles across fork
-    detection._load.cache_clear()
+    audio._hdf5.cache_clear()  # never share the parent's HDF5 handles across fork (box stores reopen per pid)
 
 
 class _Session:

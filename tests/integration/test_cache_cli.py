@@ -66,7 +66,8 @@ def test_info_verify_and_corruption(tmp_path):
     run, _ = make_run(tmp_path)
     res = invoke("cache", "info", "--cache", str(run), "--failures")
     assert res.exit_code == 0, res.output
-    for text in ("video", "tiny", "10/10", "unreadable media", "s6", "weights_sha256", "fps"):
+    for text in ("video", "tiny", "10/10", "unreadable media", "s6", "weights_sha256", "fps",
+                 "mmkd extract --modality video --extractor tiny --retry-failed"):
         assert text in res.output
     res = invoke("cache", "verify", "--cache", str(run))
     assert res.exit_code == 0 and "ok" in res.output and "9 samples" in res.output

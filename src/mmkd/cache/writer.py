@@ -166,10 +166,14 @@ class FeatureWriter:
         u = index // self.shard_size
         return WorkUnit(u, u * self.shard_size, min(self.cache.n, (u + 1) * self.shard_size))
 
-    def pending(self, unit: WorkUnit) -> np.ndarray:
-        """Indices of the unit not yet done (in the store, not counting unfinished buffers)."""
-        done = np.asarray(self._arrays["done"][unit.start:unit.stop], dtype=bool)
-        return (unit.start + np.flatnonzero(~done)).astype(np.int64)
+    def pending(self, unit: WorkUnit, retry_failed: bool = False) -> np.ndarray:
+        """Indices of the unit not yet done (in the store, not counting unfinished buffers);
+        with `retry_failed`, also the done samples whose `failure` is set."""
+        todo = ~np.asarray(self._arrays["done"][unit.start:unit.stop], dtype=bool)
+        if retry_failed:
+            failure = self._arrays["failure"][unit.start:unit.stop].tolist()
+            todo |= np.array(failure, dtype=str) != ""
+        return (unit.start + np.flatnonzero(todo)).astype(np.int64)
 
     def done_count(self) -> int:
         return int(np.count_nonzero(self._arrays["done"][:]))

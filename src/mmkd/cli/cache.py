@@ -86,8 +86,14 @@ def info(cache: CacheOpt = None,
         for r in rows:
             ft.add_row(r["modality"], r["extractor"], r["sample_id"], r["reason"])
         ui.console.print(ft)
+        for mod, ext in sorted({(r["modality"], r["extractor"]) for r in rows}):
+            ui.console.print(f"  {mod}/{ext}: fix the media, then extract them again with "
+                             f"`mmkd extract --modality {mod} --extractor {ext} --retry-failed` "
+                             "and the first run's --weights FILE or --random-init",
+                             soft_wrap=True)
     elif rows:
-        ui.console.print(f"{len(rows)} failed samples (list them with --failures)")
+        ui.console.print(f"{len(rows)} failed samples (--failures lists them and how to "
+                         "retry them)")
     ui.console.print(f"total {_size(ci.bytes_on_disk)} in {ci.files} files")
 
 

@@ -195,9 +195,9 @@ class FeatureReader:
         raise ShardChecksumError(
             f"{self.modality}/{self.extractor}: {len(ids)} samples fail their crc32c checksum "
             f"({', '.join(ids[:MAX_IDS])}{more}) in {', '.join(files)}: the cache is corrupted "
-            "on disk; run `mmkd cache verify` to list every bad sample, then re-extract them "
-            f"(`mmkd extract --modality {self.modality} --extractor {self.extractor}` after "
-            "deleting the bad shard files and their done chunks, as verify prints)")
+            "on disk; `mmkd cache verify --mark-failed` lists every bad sample and stores them "
+            f"as failed, then `mmkd extract --modality {self.modality} --extractor "
+            f"{self.extractor} --retry-failed` extracts them again")
 
     def read(self, indices: np.ndarray, out_BKD: torch.Tensor) -> np.ndarray:
         """Fill `out_BKD` (float32 or float16, (B, Θ, D), preallocated) with the samples' tokens;

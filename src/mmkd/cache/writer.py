@@ -245,10 +245,15 @@ class FeatureWriter:
         keep = was_done & ~buf.touched
         if keep.any():  # samples finished by an earlier run: this unit's owner rewrites them
             rows = np.flatnonzero(keep)
-            buf.tokens_SKD[rows] = np.asarray(a["tokens"][sl])[rows]
             buf.n_tokens[rows] = np.asarray(a["n_tokens"][sl])[rows]
             buf.present[rows] = np.asarray(a["present"][sl])[rows]
             buf.failure[rows] = np.array(a["failure"][sl].tolist(), dtype=object)[rows]
+            # only kept present samples' bytes are read (absent ones are zeros), so a unit whose
+            # other chunks are corrupted or whose shard is lost can still be rewritten
+            stored = rows[buf.present[rows]]
+            buf.tokens_SKD[rows] = 0
+            if stored.size:
+                buf.tokens_SKD[stored] = a["tokens"].oindex[unit.start + stored]
         buf.tokens_SKD[~(buf.touched | keep)] = 0  # rows never written: zeros, not done
         write_shard(self._tokens_dir / "c" / str(unit.id) / "0" / "0", buf.tokens_SKD,
                     self._layout)

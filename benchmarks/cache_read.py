@@ -10,7 +10,8 @@ shuffled minibatches of 32 samples × 3 modalities, warm page cache.
               its index and every chunk's crc32c (a training run's first epoch)
   +f32        the same with float16 → float32 into preallocated tensors, vs bound + the same
               conversion (what a float32 training step gets)
-  loader      CacheBatches end to end (3 modalities, labels), float32
+  loader      CacheBatches end to end (3 modalities, labels), float32, on fresh readers (so
+              its batches include first reads with their checksums)
   in-RAM      the in-RAM reader mode
   zarr-python the reference reader (one z[i] per sample; oindex on a batch)
   write       FeatureWriter (unit buffers → whole shards) vs writing the same bytes raw

@@ -253,7 +253,13 @@ class FeatureWriter:
             stored = rows[buf.present[rows]]
             buf.tokens_SKD[rows] = 0
             if stored.size:
-                buf.tokens_SKD[stored] = a["tokens"].oindex[unit.start + stored]
+                try:
+                    buf.tokens_SKD[stored] = a["tokens"].oindex[unit.start + stored]
+                except ValueError as exc:  # zarr's crc32c check: never carry bad bytes over
+                    raise MmkdError(
+                        f"{self._tokens_dir}/c/{unit.id}/0/0: a sample kept in this unit is "
+                        f"corrupted ({exc}); run `mmkd cache verify --mark-failed`, then extract "
+                        "again with --retry-failed") from None
         buf.tokens_SKD[~(buf.touched | keep)] = 0  # rows never written: zeros, not done
         write_shard(self._tokens_dir / "c" / str(unit.id) / "0" / "0", buf.tokens_SKD,
                     self._layout)

@@ -47,6 +47,11 @@ def _ids(ids: list[str]) -> str:
     return ", ".join(ids[:MAX_IDS]) + more
 
 
+def _retry_command(modality: str, extractor: str) -> str:
+    return (f"`mmkd extract --modality {modality} --extractor {extractor} --retry-failed` (with "
+            "the first run's --weights FILE or --random-init)")
+
+
 @cache_app.command("info")
 def info(cache: CacheOpt = None,
          failures: Annotated[bool, typer.Option(help="List every failed sample.")] = False) -> None:
@@ -88,9 +93,7 @@ def info(cache: CacheOpt = None,
         ui.console.print(ft)
         for mod, ext in sorted({(r["modality"], r["extractor"]) for r in rows}):
             ui.console.print(f"  {mod}/{ext}: fix the media, then extract them again with "
-                             f"`mmkd extract --modality {mod} --extractor {ext} --retry-failed` "
-                             "and the first run's --weights FILE or --random-init",
-                             soft_wrap=True)
+                             + _retry_command(mod, ext), soft_wrap=True)
     elif rows:
         ui.console.print(f"{len(rows)} failed samples (--failures lists them and how to "
                          "retry them)")
@@ -122,12 +125,10 @@ def verify(cache: CacheOpt = None,
         ui.console.print(f"[green]ok[/green]: {report.checked} samples in "
                          f"{len(c.features())} feature groups read back intact")
         return
-    retry = ("`mmkd extract --modality {} --extractor {} --retry-failed` (with the first run's "
-             "--weights FILE or --random-init)")
     if mark_failed:
         for group, n in run_mark_failed(Cache.open(c.path, mode="r+"), report).items():
             ui.console.print(f"  {group}: {n} bad samples stored as failed; extract them again "
-                             "with " + retry.format(*group.split("/")), soft_wrap=True)
+                             "with " + _retry_command(*group.split("/")), soft_wrap=True)
         if all(p.sample_ids and not p.group.startswith("teachers/") for p in report.problems):
             return
     for group, ids in report.bad_samples().items():
@@ -136,7 +137,7 @@ def verify(cache: CacheOpt = None,
         elif not mark_failed:
             ui.err_console.print(f"  {group}: {len(ids)} bad samples; store them as failed with "
                                  "`mmkd cache verify --mark-failed`, then extract them again with "
-                                 + retry.format(*group.split("/")), soft_wrap=True)
+                                 + _retry_command(*group.split("/")), soft_wrap=True)
     raise MmkdError(f"{c.path}: {len(report.problems)} problems found by verify (listed above)")
 
 

@@ -3,10 +3,15 @@
 Setup (PERFORMANCE.md, scaled to ~1-2 minutes): Θ=300, D=1024 float16 tokens, 3 modalities,
 shuffled minibatches of 32 samples × 3 modalities, warm page cache.
   bound       random batch gather from a raw memmap (np.take into a page+64-byte aligned buffer)
-  direct      mmkd's shard reader, float16 into an aligned buffer        (target >= 0.70 × bound)
+  direct      mmkd's shard reader, float16 into an aligned buffer, crc32c checks on: each
+              chunk was checked on its first read, as in training after the first epoch
+                                                                         (target >= 0.75 × bound)
+  first read  the same on a fresh reader, one pass over every sample: maps each shard, checks
+              its index and every chunk's crc32c (a training run's first epoch)
   +f32        the same with float16 → float32 into preallocated tensors, vs bound + the same
               conversion (what a float32 training step gets)
-  loader      CacheBatches end to end (3 modalities, labels), float32
+  loader      CacheBatches end to end (3 modalities, labels), float32, on fresh readers (so
+              its batches include first reads with their checksums)
   in-RAM      the in-RAM reader mode
   zarr-python the reference reader (one z[i] per sample; oindex on a batch)
   write       FeatureWriter (unit buffers → whole shards) vs writing the same bytes raw
@@ -97,6 +102,26 @@ def interleaved(fns: dict, batches: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {name: np.array(t) for name, t in times.items()}
 
 
+def first_read(cache: Cache, bound, buf16: dict, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per batch of a fresh reader's one pass over every sample (each chunk's crc32c
+    computed) and of the bound on the same batch, back to back."""
+    fresh = {m: cache.feature_reader(m, "bench") for m in MODALITIES}
+    out = {m: torch.from_numpy(buf16[m]) for m in MODALITIES}
+    perm = rng.permutation(N)
+    t_read, t_bound = [], []
+    for s in range(0, N - BATCH + 1, BATCH):
+        b = np.sort(perm[s:s + BATCH])
+        t0 = time.perf_counter()
+        bound(b)
+        t1 = time.perf_counter()
+        for m in MODALITIES:
+            fresh[m].read(b, out[m])
+        t_read.append(time.perf_counter() - t1)
+        t_bound.append(t1 - t0)
+    return np.array(t_read), np.array(t_bound)
+
+
 def main() -> None:
     torch.set_num_threads(1)  # the bound is one numpy thread; compare like with like
     rng = np.random.default_rng(0)
@@ -143,7 +168,10 @@ def main() -> None:
                          "direct_f32": direct_f32, "in_ram_f32": in_ram_f32}, batches)
         ram.clear()  # free the in-RAM copies
         res = {name: gbps(nbytes, float(np.median(v))) for name, v in t.items()}
+        t_first, t_first_bound = first_read(cache, bound, buf16, rng)
+        res["direct_first_read"] = gbps(nbytes, float(np.median(t_first)))
         ratio = {"direct": t["bound"] / t["direct"],
+                 "direct_first_read": t_first_bound / t_first,
                  "direct_f32_vs_bound_f32": t["bound_f32"] / t["direct_f32"],
                  "in_ram_f32_vs_bound_f32": t["bound_f32"] / t["in_ram_f32"]}
         loader = CacheBatches(cache, {m: "bench" for m in MODALITIES}, "train", BATCH,
@@ -189,8 +217,10 @@ def main() -> None:
         "read_ratio_vs_bound": {k: round(float(np.median(v)), 3) for k, v in ratio.items()},
         "read_ratio_note": "median over batches of per-batch ratios, each pair measured back "
                            "to back on the same indices",
-        "target": {"direct_ratio_min": 0.70,
-                   "met": bool(np.median(ratio["direct"]) >= 0.70)},
+        "target": {"direct_ratio_min": 0.75,
+                   "met": bool(np.median(ratio["direct"]) >= 0.75)},
+        "checksums": "crc32c of every chunk checked on its first read in a process "
+                     "(direct_first_read pays it; direct reads chunks already checked)",
         "write": {k: round(v, 3) for k, v in write.items()},
         "machine": {"cpu_count": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2), "torch": torch.__version__,
                     "numpy": np.__version__, "platform": platform.platform(),

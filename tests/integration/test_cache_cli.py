@@ -22,13 +22,13 @@ FILL = textwrap.dedent(f"""
     from mmkd.cache import Cache, parse_shard
     from mmkd.datasets.manifest import Sample, manifest_hash
 
-    def fill(store, shard=None):
+    def fill(store, shard=None, retry=False):
         s = [Sample(sample_id=f"s{{i}}", video_id="v", split="train" if i % 4 else "val",
                     labels={{"verb": i % 3}}) for i in range({N})]
         c = Cache.create(store, s, {{"verb": 3}}, manifest_hash(s), shard_size={SHARD})
         w = c.feature_writer("video", "tiny", {THETA}, {DIM}, {PROV!r})
         for u in w.units(shard=shard):
-            for i in w.pending(u).tolist():
+            for i in w.pending(u, retry).tolist():
                 if i == 6:
                     w.fail(i, "unreadable media")
                     continue
@@ -38,7 +38,8 @@ FILL = textwrap.dedent(f"""
 
     if __name__ == "__main__":
         args = sys.argv[1:]
-        fill(args[0], parse_shard(args[2]) if len(args) > 2 and args[1] == "--shard" else None)
+        fill(args[0], parse_shard(args[2]) if len(args) > 2 and args[1] == "--shard" else None,
+             retry="--retry-failed" in args)
 """)
 
 
@@ -66,7 +67,8 @@ def test_info_verify_and_corruption(tmp_path):
     run, _ = make_run(tmp_path)
     res = invoke("cache", "info", "--cache", str(run), "--failures")
     assert res.exit_code == 0, res.output
-    for text in ("video", "tiny", "10/10", "unreadable media", "s6", "weights_sha256", "fps"):
+    for text in ("video", "tiny", "10/10", "unreadable media", "s6", "weights_sha256", "fps",
+                 "mmkd extract --modality video --extractor tiny --retry-failed"):
         assert text in res.output
     res = invoke("cache", "verify", "--cache", str(run))
     assert res.exit_code == 0 and "ok" in res.output and "9 samples" in res.output
@@ -85,6 +87,28 @@ def test_info_verify_and_corruption(tmp_path):
     res = invoke("cache", "verify", "--cache", str(run))
     assert isinstance(res.exception, MmkdError)
     assert "c/1/0/0" in res.output and all(f"s{i}" in res.output for i in (4, 5, 7))
+
+
+def test_verify_mark_failed_then_retry_restores_the_clean_store(tmp_path):
+    run, fill_py = make_run(tmp_path)
+    store = run / "cache.zarr"
+    clean = group_bytes(store)
+    tokens = store / "video" / "tiny" / "tokens" / "c"
+    data = bytearray((tokens / "1" / "0" / "0").read_bytes())
+    index = np.frombuffer(bytes(data[-(SHARD * 16 + 4):-4]), dtype="<u8").reshape(SHARD, 2)
+    data[int(index[0, 0]) + 10] ^= 0x01  # s4
+    (tokens / "1" / "0" / "0").write_bytes(bytes(data))
+    (tokens / "2" / "0" / "0").write_bytes((tokens / "2" / "0" / "0").read_bytes()[:-50])  # s8, s9
+    res = invoke("cache", "verify", "--cache", str(run))
+    assert "cache verify --mark-failed" in res.output and "--retry-failed" in res.output
+    res = invoke("cache", "verify", "--cache", str(run), "--mark-failed")
+    assert res.exit_code == 0, res.output
+    assert "video/tiny: 3 bad samples stored as failed" in res.output
+    assert "mmkd extract --modality video --extractor tiny --retry-failed" in res.output
+    assert invoke("cache", "verify", "--cache", str(run)).exit_code == 0
+    assert {r["sample_id"] for r in Cache.open(store).failures()} == {"s4", "s6", "s8", "s9"}
+    subprocess.run([sys.executable, str(fill_py), str(store), "--retry-failed"], check=True)
+    assert group_bytes(store) == clean
 
 
 def test_export_import_h5_round_trip(tmp_path):

@@ -66,16 +66,23 @@ def test_weights_file_sha_and_failure_summary(run_dir, tmp_path):
     torch.save(sd, tmp_path / "w.pth")
     sha = hashlib.sha256((tmp_path / "w.pth").read_bytes()).hexdigest()
     flow = run_dir.parent / "data" / "media" / "P01" / "flow_frames" / "P01_02" / "v"
+    good = (flow / (em.TEMPLATE % 9)).read_bytes()
     (flow / (em.TEMPLATE % 9)).unlink()
-    res = invoke("extract", "--modality", "flow", "--extractor", "test_swin3d", "--weights",
-                 str(tmp_path / "w.pth"), "--batch-size", "3", "--cache", str(run_dir))
+    cmd = ("extract", "--modality", "flow", "--extractor", "test_swin3d", "--weights",
+           str(tmp_path / "w.pth"), "--batch-size", "3", "--cache", str(run_dir))
+    res = invoke(*cmd)
     assert res.exit_code == 0, res.output
-    assert "1 × missing or unreadable frame" in res.output
+    assert "1 × missing or unreadable frame" in res.output and "--retry-failed" in res.output
     cache = Cache.open(run_dir / "cache.zarr")
     reader = cache.feature_reader("flow", "test_swin3d")
     assert reader.provenance["weights_sha256"] == sha
     out = torch.zeros(4, reader.theta, reader.dim)
     assert reader.read(np.arange(4), out).tolist() == [True, True, False, True]
+    (flow / (em.TEMPLATE % 9)).write_bytes(good)
+    res = invoke(*cmd, "--retry-failed")  # written 1, failed 0, skipped 3
+    assert re.search(r"flow/test_swin3d\s*│\s*4\s*│\s*1\s*│\s*0\s*│\s*3\s*│", res.output)
+    reader = Cache.open(run_dir / "cache.zarr").feature_reader("flow", "test_swin3d")
+    assert reader.read(np.arange(4), out).all()
 
 
 def test_user_errors(run_dir):

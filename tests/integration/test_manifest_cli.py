@@ -75,9 +75,12 @@ def test_epic100_through_the_cli(tmp_path):
     assert all(s.unseen for s in samples if s.split == "test")
     problems = list(csv.DictReader(open(out / "media_problems.csv")))
     # 23 samples × (rgb, flow, audio) + the 3 test samples' video (P03_01.MP4 absent)
-    assert len(problems) == 23 * 3 + 3
-    assert {p["sample_id"] for p in problems if p["modality"] == "video"} == {
+    # + the 20 P01 samples' video (P01_01.MP4 is empty)
+    assert len(problems) == 23 * 3 + 3 + 20
+    video = {p["sample_id"]: p["problem"] for p in problems if p["modality"] == "video"}
+    assert {k for k, v in video.items() if v == "file missing"} == {
         "P03_01_0", "P03_01_2", "P03_01_5"}
+    assert sum(v == "empty file (0 bytes)" for v in video.values()) == 20
 
 
 def test_bad_input_is_one_red_line_and_exit_2(tmp_path):

@@ -100,3 +100,19 @@ def test_missing_modality_names_the_extract_command(tmp_path):
     assert proc.returncode == 2
     msg = " ".join(proc.stderr.split())
     assert "'audio'" in msg and "mmkd extract --modality audio --extractor demo_ast_student" in msg
+
+
+def test_a_flipped_bit_in_the_cache_stops_training(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["init", str(run), "--dataset", "demo"]).exit_code == 0
+    cache = build_cache(run / "cache.zarr", n=20, theta=2, dim=4, features=dict(TEACHER))
+    shard = cache.group_path("audio", TEACHER["audio"]) / "tokens" / "c" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    offset = int(np.frombuffer(bytes(data[-(16 * 16 + 4):-4]), dtype="<u8")[2])  # sample 1
+    data[offset + 3] ^= 0x40  # an exponent bit: the value changes a lot, stays finite
+    shard.write_bytes(bytes(data))
+    monkeypatch.chdir(run)
+    res = runner.invoke(app, ["train", "teacher", *FAST])
+    assert isinstance(res.exception, MmkdError), res.output
+    msg = str(res.exception)
+    assert "s0001" in msg and "crc32c" in msg and "mmkd cache verify" in msg

@@ -19,6 +19,8 @@ import numpy as np
 from mmkd.cache.shard_format import EMPTY, ShardLayout
 from mmkd.cache.store import Cache
 
+CORRUPT_REASON = "corrupted in the cache (found by mmkd cache verify); extract it again"
+
 
 @dataclass
 class GroupInfo:
@@ -102,6 +104,27 @@ class VerifyReport:
             if p.sample_ids:
                 out.setdefault(p.group, []).extend(p.sample_ids)
         return out
+
+
+def mark_failed(cache: Cache, report: VerifyReport) -> dict[str, int]:
+    """Store every bad sample of `report` as failed (zero tokens, present=False, the reason in the
+    failures table) so that `mmkd extract --retry-failed` extracts it again. Each touched unit is
+    rewritten whole, as extraction does: run it while no extraction writes these groups."""
+    row = {sid: i for i, sid in enumerate(cache.sample_ids)}
+    marked: dict[str, int] = {}
+    for group, ids in report.bad_samples().items():
+        if group.startswith("teachers/"):  # logits are retrained, not re-extracted
+            continue
+        mod, ext = group.split("/")
+        prov = cache.feature_provenance(mod, ext)
+        writer = cache.feature_writer(mod, ext, prov["theta"], prov["dim"], prov)
+        bad = sorted({row[sid] for sid in ids})
+        for i in bad:
+            writer.fail(i, CORRUPT_REASON)
+        for unit in {writer.unit_of(i) for i in bad}:
+            writer.finish_unit(unit)
+        marked[group] = len(bad)
+    return marked
 
 
 def verify(cache: Cache, progress: Callable[[int], None] | None = None) -> VerifyReport:

@@ -166,10 +166,14 @@ class FeatureWriter:
         u = index // self.shard_size
         return WorkUnit(u, u * self.shard_size, min(self.cache.n, (u + 1) * self.shard_size))
 
-    def pending(self, unit: WorkUnit) -> np.ndarray:
-        """Indices of the unit not yet done (in the store, not counting unfinished buffers)."""
-        done = np.asarray(self._arrays["done"][unit.start:unit.stop], dtype=bool)
-        return (unit.start + np.flatnonzero(~done)).astype(np.int64)
+    def pending(self, unit: WorkUnit, retry_failed: bool = False) -> np.ndarray:
+        """Indices of the unit not yet done (in the store, not counting unfinished buffers);
+        with `retry_failed`, also the done samples whose `failure` is set."""
+        todo = ~np.asarray(self._arrays["done"][unit.start:unit.stop], dtype=bool)
+        if retry_failed:
+            failure = self._arrays["failure"][unit.start:unit.stop].tolist()
+            todo |= np.array(failure, dtype=str) != ""
+        return (unit.start + np.flatnonzero(todo)).astype(np.int64)
 
     def done_count(self) -> int:
         return int(np.count_nonzero(self._arrays["done"][:]))
@@ -241,10 +245,21 @@ class FeatureWriter:
         keep = was_done & ~buf.touched
         if keep.any():  # samples finished by an earlier run: this unit's owner rewrites them
             rows = np.flatnonzero(keep)
-            buf.tokens_SKD[rows] = np.asarray(a["tokens"][sl])[rows]
             buf.n_tokens[rows] = np.asarray(a["n_tokens"][sl])[rows]
             buf.present[rows] = np.asarray(a["present"][sl])[rows]
             buf.failure[rows] = np.array(a["failure"][sl].tolist(), dtype=object)[rows]
+            # only kept present samples' bytes are read (absent ones are zeros), so a unit whose
+            # other chunks are corrupted or whose shard is lost can still be rewritten
+            stored = rows[buf.present[rows]]
+            buf.tokens_SKD[rows] = 0
+            if stored.size:
+                try:
+                    buf.tokens_SKD[stored] = a["tokens"].oindex[unit.start + stored]
+                except ValueError as exc:  # zarr's crc32c check: never carry bad bytes over
+                    raise MmkdError(
+                        f"{self._tokens_dir}/c/{unit.id}/0/0: a sample kept in this unit is "
+                        f"corrupted ({exc}); run `mmkd cache verify --mark-failed`, then extract "
+                        "again with --retry-failed") from None
         buf.tokens_SKD[~(buf.touched | keep)] = 0  # rows never written: zeros, not done
         write_shard(self._tokens_dir / "c" / str(unit.id) / "0" / "0", buf.tokens_SKD,
                     self._layout)

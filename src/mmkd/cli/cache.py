@@ -47,6 +47,11 @@ def _ids(ids: list[str]) -> str:
     return ", ".join(ids[:MAX_IDS]) + more
 
 
+def _retry_command(modality: str, extractor: str) -> str:
+    return (f"`mmkd extract --modality {modality} --extractor {extractor} --retry-failed` (with "
+            "the first run's --weights FILE or --random-init)")
+
+
 @cache_app.command("info")
 def info(cache: CacheOpt = None,
          failures: Annotated[bool, typer.Option(help="List every failed sample.")] = False) -> None:
@@ -86,15 +91,24 @@ def info(cache: CacheOpt = None,
         for r in rows:
             ft.add_row(r["modality"], r["extractor"], r["sample_id"], r["reason"])
         ui.console.print(ft)
+        for mod, ext in sorted({(r["modality"], r["extractor"]) for r in rows}):
+            ui.console.print(f"  {mod}/{ext}: fix the media, then extract them again with "
+                             + _retry_command(mod, ext), soft_wrap=True)
     elif rows:
-        ui.console.print(f"{len(rows)} failed samples (list them with --failures)")
+        ui.console.print(f"{len(rows)} failed samples (--failures lists them and how to "
+                         "retry them)")
     ui.console.print(f"total {_size(ci.bytes_on_disk)} in {ci.files} files")
 
 
 @cache_app.command("verify")
-def verify(cache: CacheOpt = None) -> None:
+def verify(cache: CacheOpt = None,
+           mark_failed: Annotated[bool, typer.Option(
+               "--mark-failed", help="Store the bad samples as failed, so that `mmkd extract "
+               "--retry-failed` extracts them again (no extraction may be writing).")] = False,
+           ) -> None:
     """Read every done sample: shard index and chunk checksums, shape, finite, padding."""
     from mmkd.cache import Cache
+    from mmkd.cache.verify import mark_failed as run_mark_failed
     from mmkd.cache.verify import verify as run_verify
 
     c = Cache.open(_cache_path(cache))
@@ -111,14 +125,19 @@ def verify(cache: CacheOpt = None) -> None:
         ui.console.print(f"[green]ok[/green]: {report.checked} samples in "
                          f"{len(c.features())} feature groups read back intact")
         return
+    if mark_failed:
+        for group, n in run_mark_failed(Cache.open(c.path, mode="r+"), report).items():
+            ui.console.print(f"  {group}: {n} bad samples stored as failed; extract them again "
+                             "with " + _retry_command(*group.split("/")), soft_wrap=True)
+        if all(p.sample_ids and not p.group.startswith("teachers/") for p in report.problems):
+            return
     for group, ids in report.bad_samples().items():
         if group.startswith("teachers/"):
             ui.err_console.print(f"  {group}: retrain with `mmkd train teacher`")
-        else:
-            mod, ext = group.split("/")
-            ui.err_console.print(f"  {group}: {len(ids)} bad samples; delete the bad shard files "
-                                 f"and their done chunks, or the group, then run "
-                                 f"`mmkd extract --modality {mod} --extractor {ext}`")
+        elif not mark_failed:
+            ui.err_console.print(f"  {group}: {len(ids)} bad samples; store them as failed with "
+                                 "`mmkd cache verify --mark-failed`, then extract them again with "
+                                 + _retry_command(*group.split("/")), soft_wrap=True)
     raise MmkdError(f"{c.path}: {len(report.problems)} problems found by verify (listed above)")
 
 

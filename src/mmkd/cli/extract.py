@@ -44,6 +44,9 @@ def extract(
     dask: Annotated[str | None, typer.Option(
         help="Run the units on Dask: 'local' or a scheduler address tcp://HOST:PORT.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Any media failure is fatal.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Extract again the samples stored as failed (fix the media "
+        "first); other done samples are kept.")] = False,
     cache: Annotated[Path | None, typer.Option(
         "--cache", help="The run directory (or its cache.zarr); default: the current directory.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c (repeatable).")] = None,
@@ -71,7 +74,8 @@ def extract(
             theta=ex.theta if theta is None else theta,
             batch_size=batch_size or ex.batch_size,
             workers=ex.workers if workers is None else workers, device=device or ex.device,
-            strict=strict or ex.strict, shard_size=ex.shard_size, sampler=sampler)
+            strict=strict or ex.strict, retry_failed=retry_failed, shard_size=ex.shard_size,
+            sampler=sampler)
         unit = "units" if dask else "clips"
         with ui.counted_progress(f"{modality}/{name}", unit) as (start, advance):
             result = run_extract(job, shard=shard_t, dask=dask, progress=advance, on_start=start)
@@ -141,5 +145,6 @@ def _summary(results) -> None:
         for reason, count in r.reasons.most_common(MAX_REASONS):
             ui.console.print(f"  [yellow]{r.modality}/{r.extractor}: {count} × {reason}[/yellow]")
         if r.failed:
-            ui.console.print("  failed samples are stored as missing; `mmkd cache info` lists them "
-                             "(use --strict to stop at the first failure)")
+            ui.console.print("  failed samples are stored as missing; `mmkd cache info --failures` "
+                             "lists them; fix the media, then run the same command with "
+                             "--retry-failed (--strict stops at the first failure)")

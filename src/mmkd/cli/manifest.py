@@ -22,7 +22,7 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Folder to write meta.json a
 RootOpt = Annotated[str, typer.Option("--media-root", help="Root of the raw media (paths in the "
                                                            "manifest are relative to it).")]
 CheckOpt = Annotated[bool, typer.Option("--check-media", help="Report samples whose media are "
-                                                              "missing (a table, not an error).")]
+                                         "missing or unreadable (a table, not an error).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -142,7 +142,7 @@ def custom(
 
 @manifest_app.command("check")
 def check(manifest_dir: Annotated[Path, typer.Argument(help="A manifest folder.")]) -> None:
-    """Report every sample of an existing manifest whose media are missing."""
+    """Report every sample of an existing manifest whose media are missing or unreadable."""
     from mmkd.datasets.manifest import read_all
     from mmkd.datasets.media_check import check_media
 

@@ -5,7 +5,9 @@ and `finish_unit` publishes it whole, so a killed run resumes at the first unfin
 Locally, decoding runs in DataLoader worker processes (`workers`) overlapped with the model in
 the main process; with `dask`, each unit is one task (`mmkd.cache.scaleout.run_units`) that
 decodes and runs the model in the Dask worker. Bad media never stops the run (unless `strict`):
-the sample's modality is recorded as missing with the reason in the cache's failures table.
+the sample's modality is recorded as missing with the reason in the cache's failures table;
+once the media is fixed, `retry_failed` extracts exactly those samples again, unit by unit
+under the same ownership and publish rules.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class ExtractJob:
     workers: int = 2
     device: str = "cpu"
     strict: bool = False
+    retry_failed: bool = False  # extract again the samples stored with a failure
     shard_size: int = 128
     sampler: ClipSampler = field(default_factory=ClipSampler)
 
@@ -65,7 +68,7 @@ class ExtractResult:
     modality: str
     extractor: str
     total: int  # samples in this job's units
-    already_done: int  # done by an earlier run (skipped)
+    already_done: int  # done by an earlier run (skipped; with retry_failed: done and not failed)
     ok: int = 0
     failed: int = 0
     seconds: float = 0.0
@@ -211,7 +214,7 @@ def _plan(session: _Session, units: list[WorkUnit],
     """(unit, batch indices, last batch of the unit) in order; batches never straddle units."""
     plan = []
     for unit in units:
-        pending = session.writer.pending(unit).tolist()
+        pending = session.writer.pending(unit, session.job.retry_failed).tolist()
         result.already_done += len(unit) - len(pending)
         bs = session.job.batch_size
         batches = [pending[i:i + bs] for i in range(0, len(pending), bs)]

@@ -5,9 +5,9 @@ import pytest
 import torch
 from cache_fill import DIM, PROVENANCE, THETA, fill_unit, make_cache
 
-from mmkd.cache import Cache
+from mmkd.cache import Cache, shard_reader
 from mmkd.cache.shard_format import aligned_empty
-from mmkd.cache.shard_reader import ShardIndexError
+from mmkd.cache.shard_reader import ShardChecksumError, ShardIndexError
 from mmkd.errors import MmkdError
 
 
@@ -63,3 +63,44 @@ def test_truncated_shard_is_reported(filled):
     r.read(np.array([0]), torch.empty(1, THETA, DIM))
     with pytest.raises(ShardIndexError, match=r"c/1/0/0.*checksum"):
         r.read(np.array([4]), torch.empty(1, THETA, DIM))
+
+
+def flip_bit(cache: Cache, index: int, shard_size: int = 4) -> None:
+    """One flipped bit inside sample `index`'s stored tokens (still a finite float16)."""
+    shard, inner = divmod(index, shard_size)
+    path = cache.path / "video" / "test_ext" / "tokens" / "c" / str(shard) / "0" / "0"
+    data = bytearray(path.read_bytes())
+    pairs = np.frombuffer(bytes(data[-(shard_size * 16 + 4):-4]), dtype="<u8").reshape(-1, 2)
+    data[int(pairs[inner, 0]) + 10] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_flipped_bit_is_refused_naming_the_samples(filled, dtype):
+    flip_bit(filled, 4)
+    flip_bit(filled, 9)
+    r = Cache.open(filled.path).feature_reader("video", "test_ext")
+    ok = torch.empty(3, THETA, DIM, dtype=dtype)
+    r.read(np.array([0, 5, 8]), ok)  # intact samples of the same shards still read
+    ref = filled.array("video", "test_ext", "tokens")
+    np.testing.assert_array_equal(ok.numpy(), ref.oindex[[0, 5, 8]].astype(ok.numpy().dtype))
+    with pytest.raises(ShardChecksumError, match=r"2 samples fail their crc32c checksum "
+                       r"\(s004, s009\) in .*c/1/0/0, .*c/2/0/0.*mmkd cache verify.*"
+                       r"mmkd extract --modality video --extractor test_ext"):
+        r.read(np.array([2, 4, 9]), torch.empty(3, THETA, DIM, dtype=dtype))
+    with pytest.raises(ShardChecksumError, match="s004"):  # a failed chunk is checked again
+        r.read(np.array([4]), torch.empty(1, THETA, DIM, dtype=dtype))
+    with pytest.raises(ShardChecksumError, match="s004"):
+        filled.feature_reader("video", "test_ext", in_ram=True)
+
+
+def test_each_chunk_is_checked_once_per_reader(filled, monkeypatch):
+    calls = []
+    crc = shard_reader.google_crc32c.value
+    monkeypatch.setattr(shard_reader.google_crc32c, "value", lambda b: calls.append(1) or crc(b))
+    r = filled.feature_reader("video", "test_ext")
+    out = torch.empty(2, THETA, DIM)
+    r.read(np.array([4, 6]), out)
+    first = len(calls)  # the shard index + two chunks
+    r.read(np.array([4, 6]), out)
+    assert first == 3 and len(calls) == first

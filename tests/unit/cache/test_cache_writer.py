@@ -13,6 +13,7 @@ from cache_fill import (
     PROVENANCE,
     THETA,
     fill_all,
+    fill_unit,
     make_cache,
     sample_tokens,
     store_bytes,
@@ -99,3 +100,23 @@ def test_resume_after_sigkill_is_identical_to_uninterrupted_run(tmp_path):
     assert store_bytes(path) == store_bytes(ref)
     assert c.array("video", "test_ext", "done")[:].all()
     assert len(c.failures()) == len(Cache.open(ref).failures()) == 2
+
+
+def test_rewriting_a_unit_never_carries_corrupted_bytes_over(tmp_path):
+    path = tmp_path / "c.zarr"
+    w = make_cache(path).feature_writer("video", "test_ext", THETA, DIM, PROVENANCE)
+    for u in w.units():
+        fill_unit(str(path), u.id)
+    shard = path / "video" / "test_ext" / "tokens" / "c" / "1" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    pairs = np.frombuffer(bytes(data[-(4 * 16 + 4):-4]), dtype="<u8").reshape(4, 2)
+    data[int(pairs[0, 0]) + 3] ^= 0x01  # sample 4
+    shard.write_bytes(bytes(data))
+    w = Cache.open(path, mode="r+").feature_writer("video", "test_ext", THETA, DIM, PROVENANCE)
+    w.fail(6, "retried and failed again")  # unit 1 is rewritten, keeping samples 4, 5, 7
+    with pytest.raises(MmkdError, match=r"c/1/0/0: a sample kept in this unit is corrupted.*"
+                       "cache verify --mark-failed"):
+        w.finish_unit(w.unit_of(6))
+    w.fail(4, "corrupted")  # the bad sample itself redone: the rest is carried over intact
+    w.finish_unit(w.unit_of(4))
+    assert Cache.open(path).array("video", "test_ext", "failure")[4] == "corrupted"

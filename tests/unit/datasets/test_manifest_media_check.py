@@ -1,21 +1,33 @@
-"""`--check-media`: one row per missing (sample, modality), never an exception."""
+"""`--check-media`: one row per missing or unreadable (sample, modality), never an exception."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from test_epic100_fixture_format import write_epic
 
 from mmkd.datasets import epic100
 from mmkd.datasets.manifest import ManifestMeta, Sample, media_path, read_all
 from mmkd.datasets.media_check import check_media
 
+JPEG = b"\xff\xd8\xff\xe0"  # what the check reads of a frame: the JPEG signature
 
-def _touch(path):
+
+def _touch(path, data: bytes = JPEG):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
+    path.write_bytes(data)
+
+
+_spec = importlib.util.spec_from_file_location(
+    "extract_media", Path(__file__).parents[1] / "extract" / "extract_media.py")
+em = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(em)
 
 
 def test_epic_media_rows(tmp_path):
@@ -32,11 +44,11 @@ def test_epic_media_rows(tmp_path):
 
     meta, samples = read_all(tmp_path / "m")
     s = next(s for s in samples if s.sample_id == "P01_01_3")  # 6.0–7.5 s: RGB 360..450
-    _touch(root / "P01/videos/P01_01.MP4")
-    for idx in (360, 450):
+    em.write_mp4(root / "P01/videos/P01_01.MP4", 2)
+    for idx in range(360, 451):
         _touch(root / f"P01/rgb_frames/P01_01/frame_{idx:010d}.jpg")
     for d in "uv":  # flow frame of RGB r = (r - 1) // 2 + 1; last checked RGB frame 448
-        for idx in (180, 224):
+        for idx in range(180, 225):
             _touch(root / f"P01/flow_frames/P01_01/{d}/frame_{idx:010d}.jpg")
     assert check_media(meta, [s], tmp_path / "m") == []
     (root / "P01/flow_frames/P01_01/v/frame_0000000224.jpg").unlink()
@@ -58,3 +70,33 @@ def test_detection_and_progress(tmp_path):
     rows = check_media(meta, samples, progress=seen.append)
     assert [(r.sample_id, r.problem) for r in rows] == [("8", "no boxes for '8'")]
     assert seen == [1, 1]
+
+
+@pytest.fixture(scope="module")
+def real_media(tmp_path_factory) -> Path:
+    return em.build_dataset(tmp_path_factory.mktemp("data"), n_videos=2)
+
+
+def test_unreadable_media_is_reported_before_extraction(real_media, tmp_path):
+    """The faults extraction fails on (tests/unit/extract/test_runner.py), found by opening
+    each file's header: nothing is reported on intact media."""
+    shutil.copytree(real_media.parent, tmp_path / "d")
+    manifest = tmp_path / "d" / "manifest"
+    meta, samples = read_all(manifest)
+    assert check_media(meta, samples, manifest) == []
+    media = tmp_path / "d" / "media" / "P01"
+    (media / "audio" / "P01_02.wav").write_bytes(b"")  # zero-byte wav
+    (media / "flow_frames" / "P01_02" / "u" / (em.TEMPLATE % 9)).unlink()  # inside 4..20
+    mp4 = media / "videos" / "P01_01.mp4"
+    mp4.write_bytes(mp4.read_bytes()[:2000])  # truncated container
+    (media / "rgb_frames" / "P01_01" / (em.TEMPLATE % 46)).write_bytes(b"")  # P01_01_1's first
+    em.write_wav(media / "audio" / "P01_01.wav", np.zeros(0, np.float32), 16000)  # no samples
+    rows = {(r.sample_id, r.modality): r.problem for r in check_media(meta, samples, manifest)}
+    video = [rows.pop((sid, "video"), "") for sid in ("P01_01_0", "P01_01_1")]
+    assert all(v.startswith("cannot open the container") for v in video)
+    assert rows == {
+        ("P01_01_1", "rgb"): "frame 46 is empty (0 bytes)",
+        ("P01_01_0", "audio"): "no audio samples", ("P01_01_1", "audio"): "no audio samples",
+        ("P01_02_0", "audio"): "empty file (0 bytes)",
+        ("P01_02_1", "audio"): "empty file (0 bytes)",
+        ("P01_02_0", "flow"): "frame 9 missing"}

@@ -125,3 +125,36 @@ def test_changed_settings_are_refused(tmp_path, dataset):
 def test_wrong_modality_for_extractor(tmp_path, dataset):
     with pytest.raises(MmkdError, match="reads audio, not video"):
         run_extract(job(tmp_path, dataset, "video", "test_ast"))
+
+
+def store_files(store: Path, modality: str, extractor: str) -> dict[str, bytes]:
+    group = store / modality / extractor
+    return {str(p.relative_to(group)): p.read_bytes() for p in sorted(group.rglob("*"))
+            if p.is_file()}
+
+
+def test_retry_failed_after_fixing_the_media_equals_a_clean_run(tmp_path, dataset):
+    data = tmp_path / "data"
+    shutil.copytree(dataset.parent, data)
+    manifest = data / "manifest"
+    frame = data / "media" / "P01" / "flow_frames" / "P01_02" / "u" / (em.TEMPLATE % 9)
+    good = frame.read_bytes()
+    frame.unlink()  # P01_02_0 fails
+    broken = job(tmp_path / "retried", manifest, "flow", "test_swin3d")
+    first = run_extract(broken)
+    assert (first.ok, first.failed) == (3, 1)
+    frame.write_bytes(good)  # media fixed: a plain rerun keeps the failure stored as done
+    assert (run_extract(broken).ok, run_extract(broken).already_done) == (0, 4)
+
+    retry = replace(broken, retry_failed=True)
+    other = run_extract(retry, shard=(0, 2))  # unit 0 has no failure; unit 1 owns P01_02_0
+    mine = run_extract(retry, shard=(1, 2))
+    assert (other.ok, mine.ok, mine.failed, mine.already_done) == (0, 1, 0, 1)  # only that one
+    assert Cache.open(tmp_path / "retried" / "cache.zarr").failures() == []
+    clean = run_extract(job(tmp_path / "clean", manifest, "flow", "test_swin3d"))
+    assert (clean.ok, clean.failed) == (4, 0)
+    retried = store_files(tmp_path / "retried" / "cache.zarr", "flow", "test_swin3d")
+    assert retried == store_files(tmp_path / "clean" / "cache.zarr", "flow", "test_swin3d")
+    assert any(k.startswith("failure/") for k in retried) and "tokens/c/1/0/0" in retried
+    again = run_extract(replace(broken, retry_failed=True))  # nothing left to retry
+    assert (again.ok, again.already_done) == (0, 4)

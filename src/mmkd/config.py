@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from mmkd.errors import ConfigError, MmkdError
+from mmkd.files import read_text
 
 MODALITIES = ("video", "flow", "audio", "detection")
 MISSING_STRATEGIES = ("B1", "B2", "B3", "B4", "B5", "none")
@@ -313,10 +314,17 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML RunConfig (missing sections keep their defaults) and apply overrides."""
     path = Path(path)
+    if not path.is_file():
+        raise MmkdError(f"{path}: config file not found; check the path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise MmkdError(f"{path}: not valid YAML ({exc}); fix the file or re-run `mmkd init`") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MmkdError(f"{path}: the top level is a {type(data).__name__}, not a mapping; write "
+                        "sections such as `data:`, `extract:`, `teacher:` (see `mmkd init`)")
     base = run_preset(data.get("data", {}).get("dataset", "demo"))
     merged = _merge(to_dict(base), data)
     cfg = from_dict(RunConfig, merged)

@@ -34,6 +34,7 @@ from mmkd.datasets.manifest import (
     write_manifest,
 )
 from mmkd.errors import MmkdError
+from mmkd.files import read_text
 from mmkd.registry import datasets
 
 REQUIRED = ["sample_id", "video_id", "split"]
@@ -47,7 +48,7 @@ def read_class_list(path: Path) -> list[str]:
     if not path.is_file():
         raise MmkdError(f"{path}: class list not found; check --classes HEAD=FILE")
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
         if not isinstance(data, list):
             raise MmkdError(f"{path}: expected a JSON list of class names")
         return [str(x) for x in data]
@@ -59,7 +60,7 @@ def read_class_list(path: Path) -> list[str]:
                             fix="ids must run 0, 1, 2, ... in order")
             names.append(row.get("key"))
         return names
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
 def _media(row: csvio.Row, root: str, video_id: str, fps: float | None) -> dict[str, dict]:

@@ -21,26 +21,31 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from mmkd.errors import MmkdError
+from mmkd.files import published
 from mmkd.models import FusionModel, ModelSpec
 
 BEST, LAST, META, METRICS, CONFIG = ("best.safetensors", "last.safetensors", "meta.json",
                                      "metrics.jsonl", "config.yaml")
 
 
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata=metadata)
-    os.replace(tmp, path)
+    """Serialised in memory and written by Python, so a full or read-only disk is an OSError
+    naming the file (safetensors' own writer raises an opaque SafetensorError)."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    with published(path, _tmp(path)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with published(path, _tmp(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def save_best(out_dir: Path, model: FusionModel, meta: dict[str, Any]) -> None:

@@ -202,7 +202,7 @@ def test_train_disk_full_on_checkpoint_then_resume(train_run, mmkd, monkeypatch)
     monkeypatch.setattr(Path, "write_bytes", real)
     code, err = mmkd("train", "teacher", "--cache", train_run)
     assert code == 0, err
-    assert "resumed from" in err
+    assert "resumed from │ epoch 2, step 1" in err
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch, capsys):
@@ -228,3 +228,16 @@ def test_console_script_exit_code_and_one_line(tmp_path):
                            "--config", str(tmp_path / "nope.yaml")], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "COLUMNS": "1000"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_restart_that_fails_on_the_cache_leaves_the_folder_as_it_was(train_run, mmkd):
+    code, err = mmkd("train", "teacher", "--cache", train_run)
+    assert code == 0, err
+    out = train_run / "teacher"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    shard = next((train_run / "cache.zarr").glob("video/*/tokens/c/0/0/0"))
+    shard.write_bytes(shard.read_bytes()[:100])  # a truncated shard: the first batch fails
+    code, err = mmkd("train", "teacher", "--cache", train_run, "--restart",
+                     "--set", "teacher.train.epochs=3")
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

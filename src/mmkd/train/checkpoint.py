@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
@@ -46,6 +47,18 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
 def write_json(path: Path, data: dict[str, Any]) -> None:
     with published(path, _tmp(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def start_run(out_dir: Path, config: dict[str, Any] | None, fresh: bool) -> None:
+    """Called once the run's first step succeeded: a fresh run (or --restart) drops the old
+    metrics and training state only now, so one that fails before training (a cache error)
+    leaves the folder as it was; then the resolved config is written."""
+    if fresh:
+        (out_dir / METRICS).unlink(missing_ok=True)
+        (out_dir / LAST).unlink(missing_ok=True)
+    if config is not None:
+        with published(out_dir / CONFIG, _tmp(out_dir / CONFIG)) as tmp:
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def save_best(out_dir: Path, model: FusionModel, meta: dict[str, Any]) -> None:

@@ -299,8 +299,6 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
             "config": C.to_dict(cfg), "teacher_provenance": smeta.get("teacher_provenance"),
             "finetune": {**record, **controls}}
     meta["fingerprint"] = config_fingerprint(recipe=dataclasses.asdict(tcfg), **record)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, out_dir / ckpt.CONFIG)
     say(f"fine-tuning {', '.join(opts.modalities)} end to end → {out_dir}")
     result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=device,
                  progress=progress, resume=opts.resume, checkpoint_every=opts.checkpoint_every)

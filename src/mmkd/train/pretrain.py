@@ -296,8 +296,6 @@ def train_extractor(run_dir: str | Path, cfg: C.RunConfig, inputs: PretrainInput
             "manifest": str(inputs.manifest_dir)}
     meta["fingerprint"] = config_fingerprint(**meta)
     ckpt_dir = out / f".{m}-{extractor}"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, ckpt_dir / ckpt.CONFIG)
     res = fit(PretrainMethod(tcfg, inputs.n_samples), model, train_b, val_b, tcfg, ckpt_dir,
               {**meta, "config": C.to_dict(cfg)}, device=device, progress=progress,
               resume=resume)

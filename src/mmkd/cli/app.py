@@ -56,15 +56,15 @@ def init(
     target = run_dir / C.CONFIG_FILE
     if target.exists() and not force:
         raise MmkdError(f"{target} exists; pass --force to overwrite it")
-    cfg = C.run_preset(dataset)
-    if config is not None:
-        cfg = C.load(config)
-    cfg.data.dataset = dataset
+    known = C.known_datasets()
+    if dataset not in known:
+        raise MmkdError(f"--dataset {dataset!r}: unknown dataset; use one of {', '.join(known)}")
+    cfg = (C.load(config, set_ or [], dataset=dataset) if config is not None
+           else C.apply_overrides(C.run_preset(dataset), set_ or []))
     if annotations:
         cfg.data.annotations = str(Path(annotations).resolve())
     if media_root:
         cfg.data.media_root = str(Path(media_root).resolve())
-    cfg = C.apply_overrides(cfg, set_ or [])
     cfg.validate()
     C.save(cfg, target)
     ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}; modalities "

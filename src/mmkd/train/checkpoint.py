@@ -36,8 +36,8 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Serialised in memory and written by Python, so a full or read-only disk is an OSError
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Safetensors written atomically (tmp file + rename). Serialised in memory and written by Python, so a full or read-only disk is an OSError
     naming the file (safetensors' own writer raises an opaque SafetensorError)."""
     data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     with published(path, _tmp(path)) as tmp:
@@ -63,7 +63,7 @@ def start_run(out_dir: Path, config: dict[str, Any] | None, fresh: bool) -> None
 
 def save_best(out_dir: Path, model: FusionModel, meta: dict[str, Any]) -> None:
     """Weights first, then meta: a meta.json always describes the weights next to it."""
-    _atomic_save(model.state_dict(), out_dir / BEST, {"format": "mmkd-fusion"})
+    save_tensors(model.state_dict(), out_dir / BEST, {"format": "mmkd-fusion"})
     write_json(out_dir / META, meta)
 
 
@@ -92,7 +92,7 @@ def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
             else:
                 opt_scalars.setdefault(str(pid), {})[key] = value
     tensors.update({f"rng.{k}": v for k, v in rng_states.items()})
-    _atomic_save(tensors, path, {"trainer_state": json.dumps(state),
+    save_tensors(tensors, path, {"trainer_state": json.dumps(state),
                                  "param_groups": json.dumps(opt["param_groups"]),
                                  "optim_scalars": json.dumps(opt_scalars)})
 

@@ -142,9 +142,12 @@ class RunConfig:
         p = Path(self.data.manifest_dir)
         return p if p.is_absolute() else Path(run_dir) / p
 
-    def validate(self) -> None:
-        """Raise ConfigError listing every problem (field, value, why, what is allowed)."""
-        problems = _problems(self)
+    def validate(self, extractors: bool = True) -> None:
+        """Raise ConfigError listing every problem (field, value, why, what is allowed).
+
+        `extractors=False` skips checking extractor names against the registry, which imports
+        torch (seconds): for commands that only read the cache."""
+        problems = _problems(self, extractors)
         if problems:
             raise ConfigError(problems)
 
@@ -418,14 +421,15 @@ def known_extractors() -> list[str]:
     return extractors.list()
 
 
-def _problems(cfg: RunConfig) -> list[str]:
+def _problems(cfg: RunConfig, check_extractors: bool = True) -> list[str]:
     p: list[str] = []
 
     def check(ok: bool, field_: str, value: Any, why: str) -> None:
         if not ok:
             p.append(f"{field_} = {value!r}: {why}")
 
-    datasets, extractors = known_datasets(), known_extractors()
+    datasets = known_datasets()
+    extractors = known_extractors() if check_extractors else None
     check(cfg.data.dataset in datasets, "data.dataset", cfg.data.dataset,
           f"allowed: {', '.join(datasets)}")
     mods = cfg.data.modalities
@@ -450,9 +454,9 @@ def _problems(cfg: RunConfig) -> list[str]:
         for m in mods:
             check(m in role.extractors, f"{r}.extractors", sorted(role.extractors),
                   f"no extractor for modality {m!r}; set {r}.extractors.{m}=NAME")
-        for m, name in role.extractors.items():  # a fine-tuned one's entry is NAME+ft-RUN
+        for m, name in role.extractors.items() if extractors is not None else ():
             check(name.split("+", 1)[0] in extractors, f"{r}.extractors.{m}", name,
-                  f"allowed: {', '.join(extractors)}")
+                  f"allowed: {', '.join(extractors)}")  # a fine-tuned one's is NAME+ft-RUN
         f = role.fusion
         check(f.width > 0 and f.width % f.heads == 0, f"{r}.fusion.width", f.width,
               f"must be a positive multiple of fusion.heads ({f.heads})")

@@ -108,6 +108,9 @@ def test_unknown_names_and_negative_loss_weights_list_the_allowed_values():
     assert "eval.protocols = 'missing_rate': allowed: subsets, missing-rate, efficiency, " \
            "ablations, all" in msgs
     assert "student.train.gamma = -0.1: a loss weight must be >= 0" in msgs
+    with pytest.raises(ConfigError) as exc:  # commands that only read the cache skip the names
+        cfg.validate(extractors=False)
+    assert len(exc.value.problems) == 3 and "swin3d_x" not in str(exc.value)
 
 
 def test_load_takes_the_preset_of_the_given_dataset(tmp_path):

@@ -2,7 +2,8 @@
 (a non-UTF-8 byte, a full disk) turned into one clear error that names the file.
 
 Why here: a bare UnicodeDecodeError names neither the file nor the line, and an OSError from
-`write()` names no file at all; every reader and every atomic writer goes through these helpers.
+`write()` names no file at all. The readers of annotations, class lists, manifests and configs,
+and the writers of cache shards and checkpoints, go through these helpers.
 """
 
 from __future__ import annotations

@@ -18,9 +18,12 @@ from typing import Any
 import yaml
 
 from mmkd.errors import ConfigError, MmkdError
+from mmkd.files import read_text
 
 MODALITIES = ("video", "flow", "audio", "detection")
 MISSING_STRATEGIES = ("B1", "B2", "B3", "B4", "B5", "none")
+PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")  # `mmkd eval --protocol`
+LOSS_WEIGHTS = ("alpha", "beta", "gamma", "lambda_kl")
 CONFIG_FILE = "mmkd.yaml"
 
 
@@ -139,9 +142,12 @@ class RunConfig:
         p = Path(self.data.manifest_dir)
         return p if p.is_absolute() else Path(run_dir) / p
 
-    def validate(self) -> None:
-        """Raise ConfigError listing every problem (field, value, why, what is allowed)."""
-        problems = _problems(self)
+    def validate(self, extractors: bool = True) -> None:
+        """Raise ConfigError listing every problem (field, value, why, what is allowed).
+
+        `extractors=False` skips checking extractor names against the registry, which imports
+        torch (seconds): for commands that only read the cache."""
+        problems = _problems(self, extractors)
         if problems:
             raise ConfigError(problems)
 
@@ -245,46 +251,106 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build dataclass `cls` from a plain dict; unknown keys are an error naming the field."""
+_BAD = object()  # a value that could not be coerced (its problem is already recorded)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "",
+              problems: list[str] | None = None) -> Any:
+    """Build dataclass `cls` from a plain dict. Unknown keys and badly typed values are
+    collected into `problems` (such a field keeps its default, so the rest can still be checked);
+    called without a list, they raise one ConfigError together."""
+    own = problems is None
+    found: list[str] = [] if problems is None else problems
     if not isinstance(data, dict):
-        raise ConfigError([f"{where or cls.__name__}: expected a mapping, got {data!r}"])
+        found.append(f"{where or cls.__name__}: expected a mapping, got {data!r}")
+        data = {}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError([f"{where + '.' if where else ''}{k}: unknown field (allowed: "
-                           f"{', '.join(sorted(names))})" for k in unknown])
+    found += [f"{where + '.' if where else ''}{k}: unknown field (allowed: "
+              f"{', '.join(sorted(names))})" for k in sorted(set(data) - names, key=str)]
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        kwargs[key] = _coerce(hints[key], value, path)
+        if key in names:
+            v = _coerce(hints[key], value, f"{where}.{key}" if where else key, found)
+            if v is not _BAD:
+                kwargs[key] = v
+    if own and found:
+        raise ConfigError(found)
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, path: str) -> Any:
+def _coerce(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    def bad(why: str) -> object:
+        problems.append(f"{path}: {value!r} {why}")
+        return _BAD
+
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, path)
+        return from_dict(tp, value, path, problems)
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            return bad("is not a list")
         (item_tp, *_) = typing.get_args(tp)
-        return [_coerce(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return _BAD if any(v is _BAD for v in items) else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError([f"{path}: expected a mapping, got {value!r}"])
+            return bad("is not a mapping")
         return {str(k): str(v) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         return value
+    if isinstance(value, (dict, list)) or (isinstance(value, bool) and tp is not bool):
+        return bad(f"is not a valid {tp.__name__}")
+    if tp is bool:
+        text = str(value).lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            return bad("is not a valid bool (true or false)")
+        return text in ("true", "1", "yes")
+    if tp is int and isinstance(value, float):
+        return int(value) if value.is_integer() else bad("is not a whole number (int)")
     try:
-        if tp is bool and isinstance(value, str):
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(value)
-            return value.lower() in ("true", "1", "yes")
         return tp(value)
     except (TypeError, ValueError):
-        raise ConfigError([f"{path}: {value!r} is not a valid {tp.__name__}"]) from None
+        return bad(f"is not a valid {tp.__name__}")
+
+
+def _set(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Apply `a.b=c` overrides (values parsed as YAML) to the plain dict of a RunConfig in place;
+    returns the problems (bad syntax, unknown fields) instead of stopping at the first."""
+    problems = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. student.train.lr_max=2e-4")
+            continue
+        node, tp = data, RunConfig
+        *parents, leaf = key.split(".")
+        for part in parents:
+            hints = typing.get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
+            if part not in hints or not isinstance(node.get(part), dict):
+                problems.append(f"--set {key}: {part!r} is not a config section")
+                break
+            node, tp = node[part], hints[part]
+        else:
+            if leaf not in node and typing.get_origin(tp) is not dict:
+                problems.append(f"--set {key}: unknown field {leaf!r} (allowed: "
+                                f"{', '.join(sorted(node))})")
+                continue
+            node[leaf] = yaml.safe_load(raw) if raw else ""
+    return problems
+
+
+def _build(data: dict[str, Any], problems: list[str]) -> RunConfig:
+    """A RunConfig from its plain dict. With any problem (syntax, unknown key, type) the error
+    also lists the range problems of every other field, so one run shows them all."""
+    cfg = from_dict(RunConfig, data, problems=problems)
+    if problems:
+        broken = [p.split(":")[0].split("[")[0] for p in problems]
+        raise ConfigError(problems + [p for p in _problems(cfg) if not any(
+            p.startswith((b + " ", b + ".")) for b in broken)])
+    return cfg
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
@@ -293,34 +359,32 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     A dict-typed field (e.g. `teacher.extractors`) takes new keys: `teacher.extractors.detection=stlt_l12`.
     """
     data = to_dict(cfg)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError([f"--set {item!r}: expected KEY=VALUE, e.g. student.train.lr_max=2e-4"])
-        node, tp = data, RunConfig
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError([f"--set {key}: {part!r} is not a config section"])
-            node, tp = node[part], typing.get_type_hints(tp)[part]
-        if leaf not in node and typing.get_origin(tp) is not dict:
-            raise ConfigError([f"--set {key}: unknown field {leaf!r} (allowed: "
-                               f"{', '.join(sorted(node))})"])
-        node[leaf] = yaml.safe_load(raw) if raw else ""
-    return from_dict(RunConfig, data)
+    return _build(data, _set(data, overrides))
 
 
-def load(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML RunConfig (missing sections keep their defaults) and apply overrides."""
+def load(path: str | Path, overrides: list[str] | None = None,
+         dataset: str | None = None) -> RunConfig:
+    """Read a YAML RunConfig on top of its dataset's preset and apply overrides. The preset is
+    the file's `data.dataset`, else `dataset` (`mmkd init --dataset`), else demo."""
     path = Path(path)
+    if not path.is_file():
+        raise MmkdError(f"{path}: config file not found; check the path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as exc:
         raise MmkdError(f"{path}: not valid YAML ({exc}); fix the file or re-run `mmkd init`") from None
-    base = run_preset(data.get("data", {}).get("dataset", "demo"))
-    merged = _merge(to_dict(base), data)
-    cfg = from_dict(RunConfig, merged)
-    return apply_overrides(cfg, overrides or [])
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise MmkdError(f"{path}: the top level is a {type(data).__name__}, not a mapping; write "
+                        "sections such as `data:`, `extract:`, `teacher:` (see `mmkd init`)")
+    section = data.get("data")
+    named = section.get("dataset") if isinstance(section, dict) else None
+    if dataset and named and named != dataset:
+        raise MmkdError(f"{path}: data.dataset is {named!r} but --dataset is {dataset!r}; "
+                        "drop one of them")
+    merged = _merge(to_dict(run_preset(str(named or dataset or "demo"))), data)
+    return _build(merged, _set(merged, overrides or []))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -340,13 +404,34 @@ def save(cfg: RunConfig, path: str | Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- validation
-def _problems(cfg: RunConfig) -> list[str]:
+def known_datasets() -> list[str]:
+    """Dataset names from the one registry (importing the package registers them)."""
+    import mmkd.datasets  # noqa: F401
+    from mmkd.registry import datasets
+
+    return datasets.list()
+
+
+def known_extractors() -> list[str]:
+    """Extractor names from the one registry; imported late because the extractors import
+    torch (a few seconds), which reading a config alone does not need."""
+    import mmkd.extract.extractors  # noqa: F401
+    from mmkd.registry import extractors
+
+    return extractors.list()
+
+
+def _problems(cfg: RunConfig, check_extractors: bool = True) -> list[str]:
     p: list[str] = []
 
     def check(ok: bool, field_: str, value: Any, why: str) -> None:
         if not ok:
             p.append(f"{field_} = {value!r}: {why}")
 
+    datasets = known_datasets()
+    extractors = known_extractors() if check_extractors else None
+    check(cfg.data.dataset in datasets, "data.dataset", cfg.data.dataset,
+          f"allowed: {', '.join(datasets)}")
     mods = cfg.data.modalities
     check(bool(mods), "data.modalities", mods, "at least one modality is needed")
     for m in mods:
@@ -369,6 +454,9 @@ def _problems(cfg: RunConfig) -> list[str]:
         for m in mods:
             check(m in role.extractors, f"{r}.extractors", sorted(role.extractors),
                   f"no extractor for modality {m!r}; set {r}.extractors.{m}=NAME")
+        for m, name in role.extractors.items() if extractors is not None else ():
+            check(name.split("+", 1)[0] in extractors, f"{r}.extractors.{m}", name,
+                  f"allowed: {', '.join(extractors)}")  # a fine-tuned one's is NAME+ft-RUN
         f = role.fusion
         check(f.width > 0 and f.width % f.heads == 0, f"{r}.fusion.width", f.width,
               f"must be a positive multiple of fusion.heads ({f.heads})")
@@ -388,8 +476,15 @@ def _problems(cfg: RunConfig) -> list[str]:
         check(0 <= t.modality_dropout < 1, f"{r}.train.modality_dropout", t.modality_dropout,
               "must be in [0, 1)")
         check(t.tau > 0, f"{r}.train.tau", t.tau, "must be > 0")
+        for w in LOSS_WEIGHTS:
+            check(getattr(t, w) >= 0, f"{r}.train.{w}", getattr(t, w), "a loss weight must be >= 0")
         check(t.precision in ("auto", "fp32", "bf16"), f"{r}.train.precision", t.precision,
               "allowed: auto, fp32, bf16")
+    for m in cfg.pretrain.modalities:
+        check(m in MODALITIES, "pretrain.modalities", m, f"allowed: {', '.join(MODALITIES)}")
+    for name in cfg.eval.protocols:
+        check(name in (*PROTOCOLS, "all"), "eval.protocols", name,
+              f"allowed: {', '.join(PROTOCOLS)}, all")
     for rate in cfg.eval.missing_rates:
         check(0 <= rate < 1, "eval.missing_rates", rate, "each rate must be in [0, 1)")
     check(len(cfg.eval.seeds) >= 1, "eval.seeds", cfg.eval.seeds, "at least one seed")

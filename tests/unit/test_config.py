@@ -1,7 +1,7 @@
 import pytest
 
 from mmkd import config as C
-from mmkd.errors import ConfigError
+from mmkd.errors import ConfigError, MmkdError
 
 
 def test_paper_presets_match_method_md():
@@ -64,3 +64,62 @@ def test_bad_value_type_is_reported(tmp_path):
     (tmp_path / "mmkd.yaml").write_text("extract:\n  batch_size: lots\n")
     with pytest.raises(ConfigError, match="extract.batch_size: 'lots' is not a valid int"):
         C.load(tmp_path / "mmkd.yaml")
+
+
+def test_load_reports_unknown_keys_type_and_range_errors_together(tmp_path):
+    (tmp_path / "mmkd.yaml").write_text(
+        "extract:\n  batch_size: lots\n  theta: -1\nteacher:\n  train:\n    epoch: 3\n"
+        "    lr_max: 0.1\n    lr_min: 1.0\nclip:\n  num_frames: 0\n")
+    with pytest.raises(ConfigError) as exc:
+        C.load(tmp_path / "mmkd.yaml", ["student.train.epochs=2.7", "student.train.lr=1"])
+    msgs = "\n".join(exc.value.problems)
+    for expected in ("extract.batch_size: 'lots' is not a valid int",
+                     "teacher.train.epoch: unknown field",
+                     "student.train.epochs: 2.7 is not a whole number (int)",
+                     "--set student.train.lr: unknown field 'lr'",
+                     "extract.theta = -1: must be >= 0", "clip.num_frames = 0: must be > 0",
+                     "teacher.train.lr_min = 1.0: must be in (0, lr_max=0.1]"):
+        assert expected in msgs, expected
+    assert len(exc.value.problems) == 7  # a field with a type error is not also range-checked
+
+
+def test_a_float_for_an_int_field_is_an_error_not_truncated():
+    with pytest.raises(ConfigError, match=r"teacher.train.epochs: 2.7 is not a whole number"):
+        C.apply_overrides(C.run_preset("demo"), ["teacher.train.epochs=2.7"])
+    with pytest.raises(ConfigError, match=r"extract.strict: 'maybe' is not a valid bool"):
+        C.apply_overrides(C.run_preset("demo"), ["extract.strict=maybe"])
+    assert C.apply_overrides(C.run_preset("demo"), ["teacher.train.epochs=3.0"]).teacher.train.epochs == 3
+
+
+def test_unknown_names_and_negative_loss_weights_list_the_allowed_values():
+    cfg = C.run_preset("epic100")
+    cfg.data.dataset = "epic"
+    cfg.teacher.extractors["video"] = "swin3d_x"
+    cfg.student.extractors["audio"] = "demo_ast_student+ft-karmma-ft-audio"  # fine-tuned: fine
+    cfg.eval.protocols = ["subsets", "missing_rate"]
+    cfg.student.train.gamma = -0.1
+    with pytest.raises(ConfigError) as exc:
+        cfg.validate()
+    msgs = exc.value.problems
+    assert len(msgs) == 4
+    assert msgs[0].startswith("data.dataset = 'epic': allowed: custom, demo, epic100, ssv2")
+    assert any(m.startswith("teacher.extractors.video = 'swin3d_x': allowed: ") and "swin3d_b"
+               in m for m in msgs)
+    assert "eval.protocols = 'missing_rate': allowed: subsets, missing-rate, efficiency, " \
+           "ablations, all" in msgs
+    assert "student.train.gamma = -0.1: a loss weight must be >= 0" in msgs
+    with pytest.raises(ConfigError) as exc:  # commands that only read the cache skip the names
+        cfg.validate(extractors=False)
+    assert len(exc.value.problems) == 3 and "swin3d_x" not in str(exc.value)
+
+
+def test_load_takes_the_preset_of_the_given_dataset(tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("student:\n  train:\n    epochs: 30\n")
+    cfg = C.load(extra, dataset="epic100")
+    assert cfg.data.dataset == "epic100" and cfg.extract.theta == 300
+    assert cfg.teacher.extractors == C.epic100_teacher().extractors
+    assert cfg.student.train.epochs == 30
+    extra.write_text("data:\n  dataset: ssv2\n")
+    with pytest.raises(MmkdError, match="data.dataset is 'ssv2' but --dataset is 'epic100'"):
+        C.load(extra, dataset="epic100")

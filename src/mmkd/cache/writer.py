@@ -25,6 +25,7 @@ import numpy as np
 from mmkd.cache import schema as S
 from mmkd.cache.shard_format import EMPTY, ShardLayout
 from mmkd.errors import MmkdError
+from mmkd.files import published
 
 if TYPE_CHECKING:
     from mmkd.cache.store import Cache
@@ -111,13 +112,12 @@ def write_shard(path: Path, tokens_SKD: np.ndarray, lay: ShardLayout) -> None:
     index_part = [index_bytes, google_crc32c.value(index_bytes).to_bytes(4, "little")]
     parts = parts + index_part if lay.index_at_end else index_part + parts
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{path.name}.{uuid.uuid4().hex}.partial"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, parts)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    with published(path, path.parent / f"{path.name}.{uuid.uuid4().hex}.partial") as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, parts)
+        finally:
+            os.close(fd)
 
 
 class FeatureWriter:

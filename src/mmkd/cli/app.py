@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +15,7 @@ from mmkd import __version__
 from mmkd import config as C
 from mmkd.cli import ui
 from mmkd.errors import MmkdError
+from mmkd.files import DiskFullError
 
 app = typer.Typer(
     name="mmkd",
@@ -53,15 +56,15 @@ def init(
     target = run_dir / C.CONFIG_FILE
     if target.exists() and not force:
         raise MmkdError(f"{target} exists; pass --force to overwrite it")
-    cfg = C.run_preset(dataset)
-    if config is not None:
-        cfg = C.load(config)
-    cfg.data.dataset = dataset
+    known = C.known_datasets()
+    if dataset not in known:
+        raise MmkdError(f"--dataset {dataset!r}: unknown dataset; use one of {', '.join(known)}")
+    cfg = (C.load(config, set_ or [], dataset=dataset) if config is not None
+           else C.apply_overrides(C.run_preset(dataset), set_ or []))
     if annotations:
         cfg.data.annotations = str(Path(annotations).resolve())
     if media_root:
         cfg.data.media_root = str(Path(media_root).resolve())
-    cfg = C.apply_overrides(cfg, set_ or [])
     cfg.validate()
     C.save(cfg, target)
     ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}; modalities "
@@ -89,10 +92,35 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(f"mmkd.cli.{_name}").register(app)
 
 
-def main() -> None:
-    """Console entry point: user errors become one red line and exit code 2."""
+_NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message for an error the user can fix; None for anything else (a bug)."""
+    if isinstance(exc, MmkdError):
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 ({exc}); save it as UTF-8"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return str(DiskFullError(exc.filename or "a file"))
+    if isinstance(exc, OSError) and exc.errno in _NO_ACCESS:
+        where = exc.filename or "a file"
+        verb = "read" if exc.filename and os.path.isfile(where) and not os.access(where, os.R_OK) \
+            else "write"
+        return f"cannot {verb} {where} ({exc.strerror}); check permissions"
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one red line and exit code 2 (with -v, after
+    the traceback); anything else is a bug and keeps its traceback."""
     try:
-        app()
-    except MmkdError as exc:
-        ui.err_console.print(f"[bold red]error:[/bold red] {exc}")
+        app(args=argv)
+    except Exception as exc:
+        message = user_error(exc)
+        if message is None:
+            raise
+        if ui.state["verbosity"] >= 2:
+            ui.err_console.print_exception()
+        ui.err_console.print(f"[bold red]error:[/bold red] {message}")
         sys.exit(2)

@@ -31,7 +31,7 @@ def _cache_path(cache: Path | None) -> Path:
 
     if cache is not None and cache.name.endswith(".zarr"):
         return cache
-    return find_run(cache).cache_path
+    return find_run(cache, extractors=False).cache_path
 
 
 def _size(nbytes: float) -> str:

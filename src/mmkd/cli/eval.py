@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
+from mmkd import config as C
 from mmkd.cli import ui
 from mmkd.cli.runctx import Run, find_run
 from mmkd.errors import MmkdError
 
-ALL = ("subsets", "missing-rate", "efficiency", "ablations")
+ALL = C.PROTOCOLS
 
 
 def parse_protocols(values: list[str] | None, default: list[str]) -> list[str]:

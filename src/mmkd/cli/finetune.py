@@ -128,8 +128,7 @@ def _summary(res) -> None:
     info = Table(show_header=False, title="mmkd finetune", title_justify="left")
     info.add_row("output", str(res.out_dir))
     if res.fit.resumed_from:
-        info.add_row("resumed from", f"epoch {res.fit.resumed_from['epoch']}, step "
-                                     f"{res.fit.resumed_from['step']} of that epoch")
+        info.add_row("resumed from", ui.resumed(res.fit.resumed_from))
     info.add_row("best epoch", str(res.fit.best_epoch))
     s2 = res.stage2_s_per_epoch
     cost = f"{res.s_per_epoch:.2f} s/epoch" if res.s_per_epoch is not None else "n/a"

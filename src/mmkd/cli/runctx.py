@@ -27,8 +27,10 @@ class Run:
         return self.dir / "reports"
 
 
-def find_run(run_dir: Path | None, overrides: list[str] | None = None) -> Run:
-    """`run_dir` may be the run directory or its cache.zarr; default: the current directory."""
+def find_run(run_dir: Path | None, overrides: list[str] | None = None,
+             extractors: bool = True) -> Run:
+    """`run_dir` may be the run directory or its cache.zarr; default: the current directory.
+    `extractors=False`: commands that only read the cache skip the extractor-name check."""
     if run_dir is None:
         run_dir = Path.cwd()
     if run_dir.name.endswith(".zarr"):
@@ -38,5 +40,5 @@ def find_run(run_dir: Path | None, overrides: list[str] | None = None) -> Run:
         raise MmkdError(f"{cfg_file} not found: run `mmkd init {run_dir} --dataset NAME ...` first, "
                         "or pass --cache RUN_DIR")
     cfg = C.load(cfg_file, overrides)
-    cfg.validate()
+    cfg.validate(extractors)
     return Run(run_dir, cfg)

@@ -64,8 +64,7 @@ def _summary(title: str, out_dir: Path, result, extra: dict[str, str]) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_row("output", str(out_dir))
     if result.resumed_from:
-        table.add_row("resumed from", f"epoch {result.resumed_from['epoch']}, step "
-                                      f"{result.resumed_from['step']} of that epoch")
+        table.add_row("resumed from", ui.resumed(result.resumed_from))
     table.add_row("best epoch", f"{result.best_epoch} (by {'val' if 'val_acc' in best else 'last'})")
     for key in sorted(k for k in best if k.startswith(("val_acc", "train_acc"))):
         table.add_row(key, f"{best[key]:.2%}")

@@ -30,6 +30,13 @@ def debug(msg: str) -> None:
         console.print(f"[dim]{msg}[/dim]")
 
 
+def resumed(at: dict[str, int]) -> str:
+    """A training run's `resumed_from` in words, epochs 1-based as in the bar and metrics."""
+    if at["epoch"] > at["epochs"]:
+        return f"a finished run (all {at['epochs']} epochs were done)"
+    return f"epoch {at['epoch']}, step {at['step'] + 1}"
+
+
 def new_progress(field: str | None = "rate", disable: bool | None = None) -> Progress:
     """The one bar layout of every command: description, bar, n/N, `field` (a live text such as
     rate or loss), elapsed, ETA."""

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mmkd.errors import MmkdError
+from mmkd.files import read_text
 
 HAND, OBJECT = "hand", "object"
 _DIGITS = re.compile(r"(\d+)\D*$")
@@ -50,7 +51,7 @@ def load_box_file(path: str) -> dict[str, tuple[BoxFrame, ...]]:
         raise MmkdError(f"{p}: box file not found; pass the Something-Else annotations file "
                         "(--boxes) or drop the detection modality")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(read_text(p))
     except json.JSONDecodeError as exc:
         raise MmkdError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg}); fix or re-download "
                         "the box file") from None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmkd.errors import MmkdError
+from mmkd.files import not_utf8
 
 _TIMESTAMP = re.compile(r"^(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)$")
 
@@ -59,7 +60,11 @@ def read_csv(path: str | Path, required: list[str]) -> tuple[list[str], Iterator
     path = Path(path)
     fh = open(path, newline="", encoding="utf-8-sig")
     reader = csv.DictReader(fh)
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except UnicodeDecodeError:
+        fh.close()
+        raise not_utf8(path) from None
     if not header:
         fh.close()
         raise MmkdError(f"{path}:1: the file is empty; expected a header with columns "
@@ -73,12 +78,16 @@ def read_csv(path: str | Path, required: list[str]) -> tuple[list[str], Iterator
 
     def rows() -> Iterator[Row]:
         with fh:
-            for values in reader:
-                line = reader.line_num  # the physical line the record ends on (1 = header)
-                if None in values:
-                    raise MmkdError(f"{path}:{line}: {len(header) + len(values[None])} values for "
-                                    f"{len(header)} columns; quote values that contain commas")
-                yield Row(path, line, values)
+            try:
+                for values in reader:
+                    line = reader.line_num  # the physical line the record ends on (1 = header)
+                    if None in values:
+                        raise MmkdError(f"{path}:{line}: {len(header) + len(values[None])} values "
+                                        f"for {len(header)} columns; quote values that contain "
+                                        "commas")
+                    yield Row(path, line, values)
+            except UnicodeDecodeError:
+                raise not_utf8(path) from None
 
     return header, rows()
 

@@ -38,6 +38,7 @@ from mmkd.datasets.manifest import (
     write_manifest,
 )
 from mmkd.errors import MmkdError
+from mmkd.files import read_text
 from mmkd.registry import datasets
 
 REQUIRED = ["sample_id", "video_id", "split"]
@@ -52,7 +53,7 @@ def read_class_list(path: Path, head: str) -> ClassList:
     if not path.is_file():
         raise MmkdError(f"{path}: class list not found; check --classes HEAD=FILE")
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(read_text(path))
         if not isinstance(data, list):
             raise MmkdError(f"{path}: expected a JSON list of class names")
         return _named(head, [str(x) for x in data])
@@ -67,7 +68,7 @@ def read_class_list(path: Path, head: str) -> ClassList:
             classes.names.append(row.get("key"))
             classes.instances.append(words | {row.get("key")})
         return classes
-    return _named(head, [line.strip() for line in path.read_text().splitlines() if line.strip()])
+    return _named(head, [line.strip() for line in read_text(path).splitlines() if line.strip()])
 
 
 def _named(head: str, names: list[str]) -> ClassList:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 
 from mmkd.datasets.labels import LabelTextMismatch
 from mmkd.errors import MmkdError
+from mmkd.files import read_text
 
 Progress = Callable[[int], None]
 
@@ -120,7 +122,7 @@ def read_meta(manifest_dir: str | Path) -> ManifestMeta:
     path = Path(manifest_dir) / META_FILE
     if not path.exists():
         raise MmkdError(f"{path}: no manifest here; build one with `mmkd manifest ...`")
-    data = json.loads(path.read_text())
+    data = json.loads(read_text(path))
     if data.get("format_version") != FORMAT_VERSION:
         raise MmkdError(f"{path}: manifest format {data.get('format_version')} is not "
                         f"{FORMAT_VERSION}; rebuild it with `mmkd manifest ...`")
@@ -133,13 +135,12 @@ def read_split(manifest_dir: str | Path, split: str) -> list[Sample]:
         raise MmkdError(f"{path}: split {split!r} not in this manifest (have: "
                         f"{', '.join(read_meta(manifest_dir).splits)})")
     out = []
-    with open(path) as fh:
-        for line_no, line in enumerate(fh, 1):
-            try:
-                out.append(Sample(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError) as exc:
-                raise MmkdError(f"{path}:{line_no}: not a manifest record ({exc}); "
-                                "rebuild the manifest with `mmkd manifest ...`") from None
+    for line_no, line in enumerate(io.StringIO(read_text(path)), 1):
+        try:
+            out.append(Sample(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise MmkdError(f"{path}:{line_no}: not a manifest record ({exc}); "
+                            "rebuild the manifest with `mmkd manifest ...`") from None
     return out
 
 

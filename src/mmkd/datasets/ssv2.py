@@ -30,6 +30,7 @@ from mmkd.datasets.manifest import (
     write_manifest,
 )
 from mmkd.errors import MmkdError
+from mmkd.files import read_text
 from mmkd.registry import datasets
 
 SSV2_FPS = 12.0
@@ -99,7 +100,7 @@ def _json_entries(path: Path) -> Iterator[tuple[int, object]]:
     """The elements of a top-level JSON list with the line each starts on, for error messages."""
     if not path.is_file():
         raise MmkdError(f"{path}: annotation file not found; check the path")
-    text = path.read_text()
+    text = read_text(path)
     decoder = json.JSONDecoder()
     pos, line = _skip(text, 0), 1
     if not text.startswith("[", pos):
@@ -135,7 +136,7 @@ def _load_json(path: Path, what: str):
     if not path.is_file():
         raise MmkdError(f"{path}: {what} not found; check the path")
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise MmkdError(f"{path}:{exc.lineno}: column {exc.colno}: not valid JSON ({exc.msg}); "
                         "re-download the official file") from None

@@ -20,32 +20,50 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from mmkd.errors import MmkdError
+from mmkd.files import published
 from mmkd.models import FusionModel, ModelSpec
 
 BEST, LAST, META, METRICS, CONFIG = ("best.safetensors", "last.safetensors", "meta.json",
                                      "metrics.jsonl", "config.yaml")
 
 
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata=metadata)
-    os.replace(tmp, path)
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Safetensors written atomically (tmp file + rename). Serialised in memory and written by Python, so a full or read-only disk is an OSError
+    naming the file (safetensors' own writer raises an opaque SafetensorError)."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    with published(path, _tmp(path)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    with published(path, _tmp(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def start_run(out_dir: Path, config: dict[str, Any] | None, fresh: bool) -> None:
+    """Called once the run's first step succeeded: a fresh run (or --restart) drops the old
+    metrics and training state only now, so one that fails before training (a cache error)
+    leaves the folder as it was; then the resolved config is written."""
+    if fresh:
+        (out_dir / METRICS).unlink(missing_ok=True)
+        (out_dir / LAST).unlink(missing_ok=True)
+    if config is not None:
+        with published(out_dir / CONFIG, _tmp(out_dir / CONFIG)) as tmp:
+            tmp.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def save_best(out_dir: Path, model: FusionModel, meta: dict[str, Any]) -> None:
     """Weights first, then meta: a meta.json always describes the weights next to it."""
-    _atomic_save(model.state_dict(), out_dir / BEST, {"format": "mmkd-fusion"})
+    save_tensors(model.state_dict(), out_dir / BEST, {"format": "mmkd-fusion"})
     write_json(out_dir / META, meta)
 
 
@@ -74,7 +92,7 @@ def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
             else:
                 opt_scalars.setdefault(str(pid), {})[key] = value
     tensors.update({f"rng.{k}": v for k, v in rng_states.items()})
-    _atomic_save(tensors, path, {"trainer_state": json.dumps(state),
+    save_tensors(tensors, path, {"trainer_state": json.dumps(state),
                                  "param_groups": json.dumps(opt["param_groups"]),
                                  "optim_scalars": json.dumps(opt_scalars)})
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import types
 from collections import Counter
 from collections.abc import Callable
@@ -298,8 +297,6 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
             "config": C.to_dict(cfg), "teacher_provenance": smeta.get("teacher_provenance"),
             "finetune": {**record, **controls}}
     meta["fingerprint"] = config_fingerprint(recipe=dataclasses.asdict(tcfg), **record)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, out_dir / ckpt.CONFIG)
     say(f"fine-tuning {', '.join(opts.modalities)} end to end → {out_dir}")
     result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=device,
                  progress=progress, resume=opts.resume, checkpoint_every=opts.checkpoint_every)
@@ -404,7 +401,7 @@ def register_entry(base: str, entry: str, weights: Path) -> None:
 def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
     """Split the loop's best checkpoint (fusion + extractors) into a plain student checkpoint
     and `extractors/<modality>.safetensors`; idempotent (a resumed, finished run skips it)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     best = load_file(str(out_dir / ckpt.BEST))
     paths = {m: out_dir / EXTRACTORS_DIR / f"{m}.safetensors" for m in modalities}
@@ -413,10 +410,7 @@ def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
     fusion_sd, ext_sd = split_state(best, modalities)
     (out_dir / EXTRACTORS_DIR).mkdir(exist_ok=True)
     for m, path in paths.items():  # extractors first: a plain best.safetensors implies them
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in ext_sd[m].items()}, str(tmp),
-                  metadata={"format": "mmkd-extractor", "modality": m})
-        os.replace(tmp, path)
+        ckpt.save_tensors(ext_sd[m], path, metadata={"format": "mmkd-extractor", "modality": m})
     meta = json.loads((out_dir / ckpt.META).read_text())
     fusion = FusionModel(ModelSpec(**meta["model"]))
     fusion.load_state_dict(fusion_sd)

@@ -62,7 +62,8 @@ class FitResult:
     best_epoch: int
     best: dict[str, float]  # validation (or, without one, training) metrics of the best epoch
     last: dict[str, float]  # the final epoch's metrics record
-    resumed_from: dict[str, int] | None  # {"epoch", "step"} when the run continued a checkpoint
+    resumed_from: dict[str, int] | None  # {"epoch" (1-based, the one continued), "step" (its
+    # steps already done), "epochs"} when the run continued a checkpoint
 
 
 def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
@@ -153,7 +154,9 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
         checkpoint_every: int = 0) -> FitResult:
     """Train `model` with `method`; write checkpoints, meta and metrics into `out_dir`.
 
-    `meta` (resolved config, cache provenance, ...) is stored with every best checkpoint.
+    `meta` (resolved config, cache provenance, ...) is stored with every best checkpoint; its
+    "config" is written as config.yaml once the first step succeeded (as is the reset of a
+    fresh run: see `ckpt.start_run`).
     `checkpoint_every` > 0 also saves the training state every that many steps, so a kill
     loses at most that many steps (the epoch end always saves). `val_batches` None: the last
     epoch is kept as "best".
@@ -174,14 +177,16 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
                              "best_epoch": -1, "best": {}, "sums": {},
                              "steps_per_epoch": steps_per_epoch, "world_size": world,
                              "fingerprint": meta.get("fingerprint", ""), "last": {}}
-    last_path, resumed = out_dir / ckpt.LAST, None
-    if resume and last_path.exists():
+    last_path, resumed, saved = out_dir / ckpt.LAST, None, None
+    fresh = not (resume and last_path.exists())
+    if not fresh:
         state = _resume(last_path, model, optimizer, state, rank, world, device)
-        resumed = {"epoch": state["epoch"], "step": state["step_in_epoch"]}
+        resumed = {"epoch": state["epoch"] + 1, "step": state["step_in_epoch"],
+                   "epochs": cfg.epochs}
+        saved = _position(state)
         if rank == 0:
             _truncate_metrics(out_dir / ckpt.METRICS, state["epoch"])
-    elif rank == 0:
-        (out_dir / ckpt.METRICS).unlink(missing_ok=True)  # a fresh start replaces the old log
+    started = False
     train_model = (torch.nn.parallel.DistributedDataParallel(model) if D.is_distributed()
                    else model)
     amp = autocast_for(device, cfg.precision)
@@ -201,10 +206,15 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
             try:
                 out = _train_step(method, train_model, batch, epoch, optimizer, cfg, amp)
             except NonFiniteLossError as exc:
+                kept = (f"the last good checkpoint {last_path} ({saved}) is kept" if saved else
+                        "no checkpoint of this run was written yet")
                 raise NonFiniteLossError(
-                    f"{exc} at epoch {epoch + 1}, step {i + 1}: training stopped; the last good "
-                    f"checkpoint is kept in {last_path} (epoch {state['epoch']}). Check the "
-                    "features with `mmkd cache verify`, or lower train.lr_max") from None
+                    f"{exc} at epoch {epoch + 1}, step {i + 1}: training stopped; {kept}. Check "
+                    "the features with `mmkd cache verify`, or lower train.lr_max") from None
+            if not started:
+                if rank == 0:
+                    ckpt.start_run(out_dir, meta.get("config"), fresh)
+                started = True
             n = batch["index"].shape[0]
             stats.add(n, out.loss.detach(), out.parts, correct_counts(out.logits, batch["labels"]))
             state.update(global_step=state["global_step"] + 1, step_in_epoch=i + 1)
@@ -212,6 +222,7 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
             if checkpoint_every and state["global_step"] % checkpoint_every == 0 \
                     and state["step_in_epoch"] < steps_per_epoch:
                 _save_last(last_path, model, optimizer, {**state, "sums": stats.sums}, rank)
+                saved = _position(state)
             g = _global_sums(stats)  # a collective: every rank runs it, with or without a callback
             if progress is not None:
                 progress(TrainEvent("train", epoch + 1, cfg.epochs, state["global_step"],
@@ -237,6 +248,7 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
                 fh.write(json.dumps(record) + "\n")
         state.update(epoch=epoch + 1, step_in_epoch=0, sums={}, last=record)
         _save_last(last_path, model, optimizer, state, rank)
+        saved = _position(state)
         if progress is not None:
             progress(TrainEvent("epoch", epoch + 1, cfg.epochs, state["global_step"], total_steps,
                                 loss=record["train_loss"], acc=record["train_acc"], lr=lr,
@@ -331,6 +343,13 @@ def _resume(path: Path, model, optimizer, defaults: dict, rank: int, world: int,
     if f"cuda.rank{rank}" in rng and device.type == "cuda":
         torch.cuda.set_rng_state(rng[f"cuda.rank{rank}"])
     return {**defaults, **state}
+
+
+def _position(state: dict) -> str:
+    """Where a saved training state stands, 1-based like every epoch the user sees."""
+    if state["step_in_epoch"] == 0:
+        return f"after epoch {state['epoch']}"
+    return f"epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:

@@ -19,7 +19,6 @@ share the decoded clips. Samples whose media cannot be decoded are left out and 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -297,8 +296,6 @@ def train_extractor(run_dir: str | Path, cfg: C.RunConfig, inputs: PretrainInput
             "manifest": str(inputs.manifest_dir)}
     meta["fingerprint"] = config_fingerprint(**meta)
     ckpt_dir = out / f".{m}-{extractor}"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, ckpt_dir / ckpt.CONFIG)
     res = fit(PretrainMethod(tcfg, inputs.n_samples), model, train_b, val_b, tcfg, ckpt_dir,
               {**meta, "config": C.to_dict(cfg)}, device=device, progress=progress,
               resume=resume)
@@ -336,16 +333,14 @@ def pretrain_modality(run_dir: str | Path, cfg: C.RunConfig, modality: str, repo
 def export_extractor(ckpt_dir: Path, path: Path) -> Path:
     """The best checkpoint's extractor weights (classifier dropped), in the extractor's own key
     layout, written atomically."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     best = load_file(str(ckpt_dir / ckpt.BEST))
     sd = {k[len("extractor."):]: v.contiguous() for k, v in best.items()
           if k.startswith("extractor.")}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # one metadata entry: safetensors writes metadata in hash-map order, so with two the bytes
     # (and the sha256 the cache records as provenance) would change on every re-export
-    save_file(sd, str(tmp), metadata={"format": "mmkd-extractor"})
-    os.replace(tmp, path)
+    ckpt.save_tensors(sd, path, metadata={"format": "mmkd-extractor"})
     return path
 
 

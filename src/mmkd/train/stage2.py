@@ -120,9 +120,6 @@ def _train(cache, cfg: C.RunConfig, role: str, method_name: str, modalities: lis
     meta["fingerprint"] = config_fingerprint(method=method_name, features=features, heads=heads,
                                        recipe=C.to_dict(recipe), manifest=cache.manifest_hash,
                                        provenance=provenance, **extra_meta)
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        C.save(cfg, out_dir / ckpt.CONFIG)
     result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=resolve_device(device),
                  progress=progress, resume=resume, checkpoint_every=checkpoint_every)
     return result, model, features

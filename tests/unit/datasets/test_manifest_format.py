@@ -75,3 +75,14 @@ def test_media_locations_are_relative_to_the_root(tmp_path):
     assert resolve(meta, "P01/a.MP4") == root / "P01" / "a.MP4"
     moved = ManifestMeta("x", {}, media_root="../media")  # relative roots follow the manifest
     assert resolve(moved, "a.MP4", tmp_path / "m") == tmp_path / "m" / ".." / "media" / "a.MP4"
+
+
+def test_a_non_utf8_byte_in_a_split_names_file_and_line(tmp_path):
+    write_manifest(tmp_path, ManifestMeta("x", {"verb": 2, "noun": 3}),
+                   {"train": _samples()["train"] * 2})
+    path = tmp_path / "train.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b'"v1"', b'"v\xff"')
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(MmkdError, match=r"train.jsonl:2: not UTF-8 \(byte 0xff"):
+        read_split(tmp_path, "train")

@@ -4,12 +4,14 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from train_cache_fixture import TEACHER, build_cache
 
 import mmkd.train  # noqa: F401  (registers methods and builders)
 from mmkd.cache.loader import CacheBatches
 from mmkd.config import TrainConfig, demo_teacher
+from mmkd.errors import MmkdError
 from mmkd.models import build_teacher
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.loop import NonFiniteLossError, fit, lr_at
@@ -115,7 +117,8 @@ def test_resume_after_kill_is_exact(cache, tmp_path, every):
     method, model, train, val = _setup(cache, _cfg(seed=0))
     torch.nn.init.normal_(model.cls_token)
     res = fit(method, model, train, val, cfg, tmp_path / "killed", {}, checkpoint_every=every)
-    assert res.resumed_from == {"epoch": 0 if every else 1, "step": every}
+    # 1-based: killed after epoch 1 continues epoch 2 at step 0; after step 3, epoch 1 there
+    assert res.resumed_from == {"epoch": 1 if every else 2, "step": every, "epochs": 2}
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     la = [json.loads(x) for x in (tmp_path / "straight" / ckpt.METRICS).read_text().splitlines()]
@@ -135,7 +138,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_pat
 
     cfg = _cfg(epochs=3)
     method, model, train, val = _setup(cache, cfg, method_cls=ExplodesInEpoch2)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1.*last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1: .*the last good checkpoint "
+                                                 r".*last.safetensors \(after epoch 1\) is kept"):
         fit(method, model, train, val, cfg, tmp_path, {})
     from safetensors import safe_open
     with safe_open(str(tmp_path / ckpt.LAST), "pt") as fh:
@@ -144,6 +148,64 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_pat
     assert all(torch.isfinite(v).all() for v in load_file(str(tmp_path / ckpt.LAST)).values()
                if v.is_floating_point())
     assert (tmp_path / ckpt.BEST).exists()
+
+
+class ExplodesAtStep(TeacherMethod):
+    at = (0, 1)  # (0-based epoch, 0-based step in it) whose loss is NaN
+
+    def training_step(self, model, batch, epoch):
+        out = super().training_step(model, batch, epoch)
+        self.calls = getattr(self, "calls", -1) + 1 if epoch == self.at[0] else -1
+        if (epoch, self.calls) == self.at:
+            out.loss = out.loss * float("nan")
+        return out
+
+
+def test_non_finite_loss_before_any_checkpoint_claims_none(cache, tmp_path):
+    cfg = _cfg(epochs=2)
+    method, model, train, val = _setup(cache, cfg, method_cls=ExplodesAtStep)
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(method, model, train, val, cfg, tmp_path, {})
+    assert "epoch 1, step 2: training stopped; no checkpoint of this run was written yet" in \
+        str(err.value) and "epoch 0" not in str(err.value)
+    assert not (tmp_path / ckpt.LAST).exists()
+
+
+def test_non_finite_loss_after_a_step_checkpoint_names_it(cache, tmp_path):
+    cfg = _cfg(epochs=2)
+    method, model, train, val = _setup(cache, cfg, method_cls=ExplodesAtStep)
+    method.at = (0, 2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 3: .*\(epoch 1, step 2\) is kept"):
+        fit(method, model, train, val, cfg, tmp_path, {}, checkpoint_every=1)
+
+
+def test_restart_resets_the_folder_only_once_training_runs(cache, tmp_path):
+    """--restart (resume=False) that fails before its first step (a cache error) leaves the
+    previous run's metrics, training state and config as they were."""
+    cfg = _cfg(epochs=1)
+    method, model, train, val = _setup(cache, cfg)
+    fit(method, model, train, val, cfg, tmp_path, {"config": {"run": 1}})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert {ckpt.METRICS, ckpt.LAST, ckpt.CONFIG} <= set(before)
+
+    class BrokenCache:
+        def __len__(self):
+            return len(train)
+
+        def set_epoch(self, epoch):
+            pass
+
+        def __iter__(self):
+            raise MmkdError("cache.zarr: shard 0 is corrupt")
+
+    method, model, _, val = _setup(cache, cfg)
+    with pytest.raises(MmkdError, match="corrupt"):
+        fit(method, model, BrokenCache(), val, cfg, tmp_path, {"config": {"run": 2}}, resume=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+    fit(method, model, train, val, cfg, tmp_path, {"config": {"run": 2}}, resume=False)
+    assert yaml.safe_load((tmp_path / ckpt.CONFIG).read_text()) == {"run": 2}
+    assert len((tmp_path / ckpt.METRICS).read_text().splitlines()) == 1
 
 
 def test_resume_refuses_another_config(cache, tmp_path):

@@ -1,0 +1,62 @@
+"""Reading the user's text files and publishing written files, with the failures a user can fix
+(a non-UTF-8 byte, a full disk) turned into one clear error that names the file.
+
+Why here: a bare UnicodeDecodeError names neither the file nor the line, and an OSError from
+`write()` names no file at all. The readers of annotations, class lists, manifests and configs,
+and the writers of cache shards and checkpoints, go through these helpers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from mmkd.errors import MmkdError
+
+
+class DiskFullError(MmkdError):
+    """No space left while writing `path`; the unfinished file was removed."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        super().__init__(f"cannot write {path}: no space left on device; free space and re-run "
+                         "the same command: it resumes where it stopped")
+
+
+def not_utf8(path: str | Path) -> MmkdError:
+    """`file:line: not UTF-8 ...` for the first line of `path` that does not decode."""
+    path = Path(path)
+    for line_no, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return MmkdError(f"{path}:{line_no}: not UTF-8 (byte 0x{line[exc.start]:02x} at "
+                             f"column {exc.start + 1}); save the file as UTF-8")
+    return MmkdError(f"{path}: not UTF-8; save the file as UTF-8")
+
+
+def read_text(path: str | Path) -> str:
+    """The file's text as UTF-8 (a leading BOM is dropped)."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+@contextmanager
+def published(final: Path, tmp: Path) -> Iterator[Path]:
+    """Write `tmp` inside the block; on success rename it to `final`, on failure remove it.
+
+    A full disk becomes DiskFullError naming `final`, so the user knows what to free and that
+    nothing half-written is left."""
+    try:
+        yield tmp
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise DiskFullError(final) from exc
+        raise
+    os.replace(tmp, final)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mmkd import __version__
 from mmkd import config as C
@@ -122,5 +123,5 @@ def main(argv: list[str] | None = None) -> None:
             raise
         if ui.state["verbosity"] >= 2:
             ui.err_console.print_exception()
-        ui.err_console.print(f"[bold red]error:[/bold red] {message}")
+        ui.err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
         sys.exit(2)

@@ -41,3 +41,14 @@ def test_init_refuses_an_unknown_dataset(tmp_path):
     assert "--dataset 'epic': unknown dataset; use one of custom, demo, epic100, ssv2" in \
         str(res.exception)
     assert not (tmp_path / "run").exists()
+
+
+def test_error_line_keeps_square_brackets(tmp_path, capsys):
+    import pytest
+
+    from mmkd.cli.app import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["init", str(tmp_path / "run"), "--dataset", "demo", "--set", "data.x[bold]=1"])
+    assert exit_.value.code == 2
+    assert "data.x[bold]" in capsys.readouterr().err  # rich markup would eat "[bold]"

@@ -44,6 +44,7 @@ from mmkd.extract.theta import theta_average
 from mmkd.models import build_teacher
 from mmkd.train.loop import make_optimizer
 from mmkd.train.methods import TeacherMethod
+from mmkd.train.methods.teacher import TeacherConfig
 
 OUT = Path(__file__).parent / "results" / "train.json"
 HEADS = {"verb": 97, "noun": 300}
@@ -86,18 +87,19 @@ def write_media(root: Path, n_samples: int, seg_frames: int = 80) -> tuple[Manif
     return meta, samples
 
 
-def train_step(method, model, optimizer, batch) -> None:
-    out = method.training_step(model, batch, epoch=0)
+def train_step(task, optimizer, batch) -> None:
+    out = task.training_step(batch, epoch=0)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(task.parameters(), 1.0)
     optimizer.step()
 
 
 def setup(recipe: C.RecipeConfig, shapes: dict, n: int):
     torch.manual_seed(0)
-    model = build_teacher(recipe.fusion, shapes, HEADS)
-    return TeacherMethod(recipe.train, n), model, make_optimizer(model, recipe.train)
+    task = TeacherMethod(build_teacher(recipe.fusion, shapes, HEADS), TeacherConfig(),
+                         recipe.train, n)
+    return task, make_optimizer(task, recipe.train)
 
 
 def online(recipe, meta, samples, clip: ClipSampler, theta: int, batch: int, batches: int,
@@ -107,7 +109,7 @@ def online(recipe, meta, samples, clip: ClipSampler, theta: int, batch: int, bat
     for m, name in recipe.extractors.items():
         extractors[m] = create_extractor(name, random_init=True).eval().requires_grad_(False)
         builders[m] = InputBuilder(m, get_spec(name), clip, meta, str(meta.media_root))
-    shapes, method, model, opt = None, None, None, None
+    shapes, task, opt = None, None, None
     timings = {"decode_s": 0.0, "extract_s": 0.0, "step_s": 0.0}
     done = 0
     for b in range(0 if warmup else 1, batches + 1):  # batch 0 warms up and is not timed
@@ -121,15 +123,15 @@ def online(recipe, meta, samples, clip: ClipSampler, theta: int, batch: int, bat
             tokens = {m: theta_average(extractors[m](inputs[m]).float(), theta)
                       for m in extractors}
         t2 = time.perf_counter()
-        if model is None:
+        if task is None:
             shapes = {m: tuple(t.shape[1:]) for m, t in tokens.items()}
-            method, model, opt = setup(recipe, shapes, len(samples))
+            task, opt = setup(recipe, shapes, len(samples))
         b_ = len(chunk)
         batch_d = {"index": torch.arange(b_), "tokens": tokens,
                    "present": {m: torch.ones(b_, dtype=torch.bool) for m in tokens},
                    "labels": {"verb": torch.tensor([s.labels["verb"] for s in chunk]),
                               "noun": torch.tensor([s.labels["noun"] for s in chunk])}}
-        train_step(method, model, opt, batch_d)
+        train_step(task, opt, batch_d)
         t3 = time.perf_counter()
         if b:
             timings["decode_s"] += t1 - t0
@@ -157,15 +159,15 @@ def from_cache(root: Path, recipe, shapes: dict, n: int, batch: int, epochs: int
             w.finish_unit(unit)
     batches = CacheBatches(cache, {m: recipe.extractors[m] for m in shapes}, "train", batch,
                            shuffle=True, seed=0)
-    method, model, opt = setup(recipe, shapes, n)
+    task, opt = setup(recipe, shapes, n)
     for b in batches:  # warm-up: one step
-        train_step(method, model, opt, b)
+        train_step(task, opt, b)
         break
     t0, done = time.perf_counter(), 0
     for epoch in range(epochs):
         batches.set_epoch(epoch)
         for b in batches:
-            train_step(method, model, opt, b)
+            train_step(task, opt, b)
             done += len(b["index"])
     return {"samples_per_s": done / (time.perf_counter() - t0), "samples": done}
 

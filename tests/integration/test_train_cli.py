@@ -58,10 +58,10 @@ def test_train_teacher_then_distill_in_the_run_dir(run_dir, monkeypatch):
 
     # the cached logits are the best checkpoint's predictions for every sample
     from mmkd.train.checkpoint import load_model
-    from mmkd.train.stage2 import predict_logits
+    from mmkd.train.stage2 import predict_cache
     cache = Cache.open(run_dir / "cache.zarr")
     model, _ = load_model(tdir)
-    want = predict_logits(model, cache, TEACHER, torch.device("cpu"))
+    want = predict_cache(model, cache, TEACHER, torch.device("cpu")).logits
     for head, c in cache.heads.items():
         got = cache.teacher_logits("teacher", head)
         assert got.shape == (N, c)

@@ -27,9 +27,7 @@ PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")
 ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
 # The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
 PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}
-LABELS = {"teacher": "KARMMA_T", "karmma": "KARMMA_S", "baseline": "Baseline",
-          "baseline-delta": "Baseline w/ δ"}
-ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]
+ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]  # registered methods follow, by name
 REPORT_ORDER = ["subsets_", "robustness_", "subsets", "missing_rate_", "missing_rate", "seen_unseen",
                 "efficiency", "ablation_tokens", "ablation_strategies"]
 
@@ -42,14 +40,18 @@ class ModelRef:
 
 
 def model_label(name: str) -> str:
-    """Paper names: teacher → KARMMA_T, karmma-video → KARMMA_S (V)."""
-    if name in LABELS:
-        return LABELS[name]
-    for method in sorted(LABELS, key=len, reverse=True):
+    """The method's report label (paper names): teacher → KARMMA_T, karmma-video → KARMMA_S (V)."""
+    import mmkd.train.methods  # noqa: F401  (registers the methods)
+    from mmkd.registry import methods
+
+    labels = {n: methods.get(n).label for n in methods.list()}
+    if name in labels:
+        return labels[name]
+    for method in sorted(labels, key=len, reverse=True):
         prefix = f"{method}-"
         if name.startswith(prefix):
             mods = name[len(prefix):].split("+")
-            return f"{LABELS[method]} ({masks.subset_label(mods)})"
+            return f"{labels[method]} ({masks.subset_label(mods)})"
     return name
 
 

@@ -5,7 +5,8 @@ An output directory (RUN_DIR/teacher, RUN_DIR/students/<name>) holds
   meta.json          what best.safetensors is: model spec, resolved config, cache provenance,
                      epoch and metrics (load_model() rebuilds the model from it alone)
   last.safetensors   the full training state after the latest epoch (or step checkpoint):
-                     model, optimizer moments and per-rank RNG states as tensors, and the loop's
+                     the task (model.* the fusion model, then the method's own parts),
+                     optimizer moments and per-rank RNG states as tensors, and the loop's
                      counters (epoch, position in the epoch, best so far, running sums) as JSON
                      in the safetensors metadata, so one rename makes it all visible at once
   metrics.jsonl      one line per finished epoch
@@ -15,37 +16,25 @@ An output directory (RUN_DIR/teacher, RUN_DIR/students/<name>) holds
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from mmkd.errors import MmkdError
+from mmkd.files import write_json, write_safetensors
 from mmkd.models import FusionModel, ModelSpec
 
 BEST, LAST, META, METRICS, CONFIG = ("best.safetensors", "last.safetensors", "meta.json",
                                      "metrics.jsonl", "config.yaml")
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata=metadata)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+_STATE_PREFIXES = ("optim.", "rng.")  # last.safetensors keys that are not the task's
 
 
 def save_best(out_dir: Path, model: FusionModel, meta: dict[str, Any]) -> None:
     """Weights first, then meta: a meta.json always describes the weights next to it."""
-    _atomic_save(model.state_dict(), out_dir / BEST, {"format": "mmkd-fusion"})
+    write_safetensors(out_dir / BEST, model.state_dict(), {"format": "mmkd-fusion"})
     write_json(out_dir / META, meta)
 
 
@@ -62,9 +51,11 @@ def load_model(ckpt_dir: str | Path, map_location: str = "cpu") -> tuple[FusionM
     return model.to(map_location).eval(), meta
 
 
-def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_training_state(path: Path, task: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         state: dict[str, Any], rng_states: dict[str, torch.Tensor]) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    """`task`'s state dict keys (model.*, the method's parts) next to optim.* and rng.*."""
+    tensors = dict(task.state_dict())
+    assert not any(k.startswith(_STATE_PREFIXES) for k in tensors), "reserved key prefix"
     opt = optimizer.state_dict()
     opt_scalars: dict[str, dict[str, Any]] = {}
     for pid, pstate in opt["state"].items():
@@ -74,19 +65,19 @@ def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
             else:
                 opt_scalars.setdefault(str(pid), {})[key] = value
     tensors.update({f"rng.{k}": v for k, v in rng_states.items()})
-    _atomic_save(tensors, path, {"trainer_state": json.dumps(state),
+    write_safetensors(path, tensors, {"trainer_state": json.dumps(state),
                                  "param_groups": json.dumps(opt["param_groups"]),
                                  "optim_scalars": json.dumps(opt_scalars)})
 
 
-def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+def load_training_state(path: Path, task: torch.nn.Module, optimizer: torch.optim.Optimizer
                         ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore model and optimizer in place; return the loop state and the saved RNG states."""
+    """Restore task and optimizer in place; return the loop state and the saved RNG states."""
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata()
     tensors = load_file(str(path))
-    device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    device = next(task.parameters()).device
+    task.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIXES)})
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

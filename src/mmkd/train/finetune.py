@@ -36,10 +36,10 @@ writes the fine-tuned extractors' tokens into the cache as `<extractor>+ft-<out 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
-import os
 import types
 from collections import Counter
 from collections.abc import Callable
@@ -57,12 +57,12 @@ from mmkd import registry
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import Extractor, create_extractor, get_spec
 from mmkd.extract.extractors.base import register_spec
-from mmkd.extract.extractors.weights import sha256_file
 from mmkd.extract.theta import n_out, theta_average
+from mmkd.files import sha256_file, write_json, write_safetensors
 from mmkd.models import FusionModel, ModelSpec
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.finetune_data import FinetuneBatches, RawInputs
-from mmkd.train.loop import FitResult, ProgressFn, autocast_for, correct_counts, fit, to_device
+from mmkd.train.loop import FitResult, ProgressFn, autocast_for, correct_counts, to_device
 
 FT_TAG = "+ft-"
 EXTRACTORS_DIR = "extractors"
@@ -222,13 +222,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     from mmkd.datasets.manifest import manifest_hash, read_all
     from mmkd.extract.inputs import InputBuilder
     from mmkd.train.augment import Augment, flips_keep_labels
-    from mmkd.train.stage2 import (
-        TEACHER_ID,
-        VAL_SPLIT,
-        config_fingerprint,
-        label_heads,
-        resolve_device,
-    )
+    from mmkd.train.runs import VAL_SPLIT, fit_run, label_heads, method_class, resolve_device
 
     say = status or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -253,7 +247,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     heads = label_heads(cache, cfg)
     device = resolve_device(opts.device)
     tcfg = finetune_recipe(cfg.student.train, opts.epochs, opts.lr_scale)
-    method = registry.methods.get(smeta["method"])(tcfg, cache.n)
+    method_cls, method_cfg = method_class(smeta["method"], cfg)
     splits = set(cache.splits.tolist())
     eval_split = cfg.eval.split if cfg.eval.split in splits else VAL_SPLIT
 
@@ -277,9 +271,8 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     augments = {m: Augment(m, extractors[m].spec.input_kind, flip) for m in sources}
     cached = {m: e for m, e in features.items() if m not in sources}
     workers = cfg.extract.workers if opts.workers is None else opts.workers
-    teacher_id = TEACHER_ID if method.needs_teacher else None
     common = dict(cache=cache, samples=samples, builders=builders, cached=cached,
-                  batch_size=tcfg.batch_size, seed=tcfg.seed, teacher_id=teacher_id,
+                  batch_size=tcfg.batch_size, seed=tcfg.seed, needs=method_cls.needs(method_cfg),
                   workers=workers, pin_memory=device.type == "cuda")
     train_b = FinetuneBatches(split="train", shuffle=True, augments=augments, **common)
     val_b = (FinetuneBatches(split=VAL_SPLIT, shuffle=False, **common)
@@ -291,19 +284,18 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
               "sources": {m: _describe(s) for m, s in sources.items()}, "entries": entries}
     # memory/speed controls change no result, so a resume may change them
     controls = {"accum_steps": opts.accum_steps, "grad_checkpointing": opts.grad_checkpointing}
-    meta = {"kind": "student", "method": smeta["method"], "modalities": mods,
+    meta = {"kind": "student", "modalities": mods,
             "features": {**features, **entries}, "model": student.spec.to_dict(),
             "heads": heads, "cache": {"path": str(cache.path),
                                       "manifest_hash": cache.manifest_hash},
             "feature_provenance": {m: cache.feature_provenance(m, e) for m, e in features.items()},
-            "config": C.to_dict(cfg), "teacher_provenance": smeta.get("teacher_provenance"),
+            "teacher_provenance": smeta.get("teacher_provenance"),
             "finetune": {**record, **controls}}
-    meta["fingerprint"] = config_fingerprint(recipe=dataclasses.asdict(tcfg), **record)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    C.save(cfg, out_dir / ckpt.CONFIG)
+    # the peer of a two-student method (dml) starts from the same student
+    task = method_cls(model, method_cfg, tcfg, cache.n, make_model=lambda: copy.deepcopy(model))
     say(f"fine-tuning {', '.join(opts.modalities)} end to end → {out_dir}")
-    result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=device,
-                 progress=progress, resume=opts.resume, checkpoint_every=opts.checkpoint_every)
+    result = fit_run(task, train_b, val_b, tcfg, cfg, out_dir, meta, record, opts.device,
+                     progress, opts.resume, opts.checkpoint_every)
     weights = finalize(out_dir, list(sources))
 
     reextracted = []
@@ -405,7 +397,7 @@ def register_entry(base: str, entry: str, weights: Path) -> None:
 def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
     """Split the loop's best checkpoint (fusion + extractors) into a plain student checkpoint
     and `extractors/<modality>.safetensors`; idempotent (a resumed, finished run skips it)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     best = load_file(str(out_dir / ckpt.BEST))
     paths = {m: out_dir / EXTRACTORS_DIR / f"{m}.safetensors" for m in modalities}
@@ -414,10 +406,7 @@ def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
     fusion_sd, ext_sd = split_state(best, modalities)
     (out_dir / EXTRACTORS_DIR).mkdir(exist_ok=True)
     for m, path in paths.items():  # extractors first: a plain best.safetensors implies them
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in ext_sd[m].items()}, str(tmp),
-                  metadata={"format": "mmkd-extractor", "modality": m})
-        os.replace(tmp, path)
+        write_safetensors(path, ext_sd[m], {"format": "mmkd-extractor", "modality": m})
     meta = json.loads((out_dir / ckpt.META).read_text())
     fusion = FusionModel(ModelSpec(**meta["model"]))
     fusion.load_state_dict(fusion_sd)
@@ -432,7 +421,7 @@ def _update_meta(out_dir: Path, changes: dict[str, Any]) -> None:
     meta = json.loads((out_dir / ckpt.META).read_text())
     for k, v in changes.items():
         meta[k] = {**meta[k], **v} if isinstance(v, dict) and isinstance(meta.get(k), dict) else v
-    ckpt.write_json(out_dir / ckpt.META, meta)
+    write_json(out_dir / ckpt.META, meta)
 
 
 def load_finetuned(out_dir: str | Path, map_location: str = "cpu"

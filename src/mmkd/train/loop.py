@@ -1,6 +1,6 @@
 """The one training loop for teacher, students and baselines (the method object owns the loss).
 
-The whole step, nanoGPT style, is `_train_step` below: forward + loss by the method (bf16
+The whole step, nanoGPT style, is `_train_step` below: forward + loss by the task (bf16
 autocast on CUDA), a finiteness check agreed by all ranks, backward, gradient clipping, AdamW.
 Around it: the paper's schedule (lr linearly lr_min → lr_max over `warmup_epochs`, then cosine
 back to lr_min, updated every step), validation after every epoch with the best epoch kept,
@@ -28,7 +28,6 @@ from mmkd.train import distributed as D
 
 if TYPE_CHECKING:
     from mmkd.config import TrainConfig
-    from mmkd.models import FusionModel
     from mmkd.train.methods import Method, StepOutput
 
 
@@ -75,7 +74,9 @@ def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr_max - cfg.lr_min) * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: FusionModel, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over every parameter of `model` (a task: the fusion model and the method's own
+    parts), without weight decay on the names its `no_weight_decay()` lists."""
     skip = model.no_weight_decay()
     decay = [p for n, p in model.named_parameters() if n not in skip]
     no_decay = [p for n, p in model.named_parameters() if n in skip]
@@ -131,27 +132,28 @@ def correct_counts(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tens
     return {**{h: v.sum() for h, v in hits.items()}, "all": every.sum()}
 
 
-def _train_step(method: Method, model, batch: dict, epoch: int, optimizer, cfg: TrainConfig,
-                amp) -> StepOutput:
+def _train_step(task, batch: dict, epoch: int, optimizer, cfg: TrainConfig, amp) -> StepOutput:
+    """`task` is the Method, or its DDP wrapper (whose forward is the training step)."""
     with amp:
-        out = method.training_step(model, batch, epoch)
+        out = task(batch, epoch)
     finite = torch.isfinite(out.loss.detach()).float()
     if float(D.all_reduce_sum(finite)) < D.rank_world()[1]:
         raise NonFiniteLossError(f"loss is {float(out.loss.detach()):.4g} ({_fmt(out.parts)})")
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip))
     if not math.isfinite(grad_norm):
         raise NonFiniteLossError(f"gradient norm is {grad_norm}")
     optimizer.step()
     return out
 
 
-def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: TrainConfig,
+def fit(task: Method, train_batches, val_batches, cfg: TrainConfig,
         out_dir: str | Path, meta: dict[str, Any], device: str | torch.device = "cpu",
         progress: ProgressFn | None = None, resume: bool = True,
         checkpoint_every: int = 0) -> FitResult:
-    """Train `model` with `method`; write checkpoints, meta and metrics into `out_dir`.
+    """Train `task` (its model and its own parts); write checkpoints, meta and metrics into
+    `out_dir`. The best checkpoint holds `task.model`, the resumable state the whole task.
 
     `meta` (resolved config, cache provenance, ...) is stored with every best checkpoint.
     `checkpoint_every` > 0 also saves the training state every that many steps, so a kill
@@ -159,12 +161,12 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
     epoch is kept as "best".
     """
     out_dir, device = Path(out_dir), torch.device(device)
-    meta = {"model": model.spec.to_dict(), **meta}
+    meta = {"model": task.model.spec.to_dict(), **meta}
     rank, world = D.rank_world()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-    model.to(device)
-    optimizer = make_optimizer(model, cfg)
+    task.to(device)
+    optimizer = make_optimizer(task, cfg)
     steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
         raise MmkdError(f"the training split has fewer samples than one batch "
@@ -176,19 +178,19 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
                              "fingerprint": meta.get("fingerprint", ""), "last": {}}
     last_path, resumed = out_dir / ckpt.LAST, None
     if resume and last_path.exists():
-        state = _resume(last_path, model, optimizer, state, rank, world, device)
+        state = _resume(last_path, task, optimizer, state, rank, world, device)
         resumed = {"epoch": state["epoch"], "step": state["step_in_epoch"]}
         if rank == 0:
             _truncate_metrics(out_dir / ckpt.METRICS, state["epoch"])
     elif rank == 0:
         (out_dir / ckpt.METRICS).unlink(missing_ok=True)  # a fresh start replaces the old log
-    train_model = (torch.nn.parallel.DistributedDataParallel(model) if D.is_distributed()
-                   else model)
+    train_task = (torch.nn.parallel.DistributedDataParallel(task) if D.is_distributed()
+                  else task)
     amp = autocast_for(device, cfg.precision)
     lr = cfg.lr_min
     for epoch in range(state["epoch"], cfg.epochs):
         train_batches.set_epoch(epoch)
-        model.train()
+        task.train()
         stats = EpochStats(state["sums"])  # non-empty only when resuming inside this epoch
         t0, seen = time.perf_counter(), 0
         for i, batch in enumerate(train_batches):
@@ -199,7 +201,7 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
                 group["lr"] = lr
             batch = to_device(batch, device)
             try:
-                out = _train_step(method, train_model, batch, epoch, optimizer, cfg, amp)
+                out = _train_step(train_task, batch, epoch, optimizer, cfg, amp)
             except NonFiniteLossError as exc:
                 raise NonFiniteLossError(
                     f"{exc} at epoch {epoch + 1}, step {i + 1}: training stopped; the last good "
@@ -211,7 +213,7 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
             seen += n * world
             if checkpoint_every and state["global_step"] % checkpoint_every == 0 \
                     and state["step_in_epoch"] < steps_per_epoch:
-                _save_last(last_path, model, optimizer, {**state, "sums": stats.sums}, rank)
+                _save_last(last_path, task, optimizer, {**state, "sums": stats.sums}, rank)
             g = _global_sums(stats)  # a collective: every rank runs it, with or without a callback
             if progress is not None:
                 progress(TrainEvent("train", epoch + 1, cfg.epochs, state["global_step"],
@@ -224,19 +226,19 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
                   **{f"train_{k}": v for k, v in EpochStats(_global_sums(stats)).means().items()}}
         if val_batches is not None:
             record.update({f"val_{k}": v for k, v in
-                           evaluate(method, model, val_batches, device, cfg.precision).items()})
+                           evaluate(task, val_batches, device, cfg.precision).items()})
         score = record.get("val_acc", record["train_acc"])
         if val_batches is None or score > state["best_acc"]:
             state.update(best_acc=score, best_epoch=epoch + 1, best=record)
             if rank == 0:
-                ckpt.save_best(out_dir, model, {
+                ckpt.save_best(out_dir, task.model, {
                     **meta, "epoch": epoch + 1, "metrics": record,
                     "selected_by": "val_acc" if val_batches is not None else "last epoch"})
         if rank == 0:
             with open(out_dir / ckpt.METRICS, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         state.update(epoch=epoch + 1, step_in_epoch=0, sums={}, last=record)
-        _save_last(last_path, model, optimizer, state, rank)
+        _save_last(last_path, task, optimizer, state, rank)
         if progress is not None:
             progress(TrainEvent("epoch", epoch + 1, cfg.epochs, state["global_step"], total_steps,
                                 loss=record["train_loss"], acc=record["train_acc"], lr=lr,
@@ -246,20 +248,20 @@ def fit(method: Method, model: FusionModel, train_batches, val_batches, cfg: Tra
 
 
 @torch.no_grad()
-def evaluate(method: Method, model: FusionModel, batches, device: str | torch.device = "cpu",
+def evaluate(task: Method, batches, device: str | torch.device = "cpu",
              precision: str = "auto") -> dict[str, float]:
     """CE loss and top-1 accuracy (per head and all heads right) with every cached modality.
 
     Under DDP each rank evaluates its share; per-sample results are gathered and de-duplicated
     by sample index (the loader pads ranks to equal length), so the numbers are exact."""
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
+    was_training = task.training
+    task.eval()
     rows: dict[str, list[torch.Tensor]] = {}
     with autocast_for(device, precision):
         for batch in batches:
             batch = to_device(batch, device)
-            out, _ = method.forward(model, batch, None)
+            out = task.predict(batch["tokens"], {m: p.bool() for m, p in batch["present"].items()})
             labels = batch["labels"]
             per = {"index": batch["index"],
                    "loss": torch.stack([torch.nn.functional.cross_entropy(
@@ -270,7 +272,7 @@ def evaluate(method: Method, model: FusionModel, batches, device: str | torch.de
             per["hit_all"] = torch.stack(list(hits.values())).all(0)
             for k, v in per.items():
                 rows.setdefault(k, []).append(D.gather_with_grad(v.detach()).cpu())
-    model.train(was_training)
+    task.train(was_training)
     cat = {k: torch.cat(v).numpy() for k, v in rows.items()}
     _, first = np.unique(cat["index"], return_index=True)
     res = {"loss": float(cat["loss"][first].mean())}

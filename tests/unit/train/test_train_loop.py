@@ -14,6 +14,7 @@ from mmkd.models import build_teacher
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.loop import NonFiniteLossError, fit, lr_at
 from mmkd.train.methods import TeacherMethod
+from mmkd.train.methods.teacher import TeacherConfig
 
 torch.set_num_threads(1)
 
@@ -37,7 +38,7 @@ def _setup(cache, cfg: TrainConfig, attn_dropout: float = 0.2, method_cls=Teache
     torch.manual_seed(cfg.seed)
     model = build_teacher(fusion, {m: (r.theta, r.dim) for m, r in train.readers.items()},
                           cache.heads)
-    return method_cls(cfg, cache.n), model, train, val
+    return method_cls(model, TeacherConfig(), cfg, cache.n), model, train, val
 
 
 def _weights(out_dir, name=ckpt.LAST):
@@ -63,7 +64,7 @@ def test_fit_writes_outputs_and_is_deterministic(cache, tmp_path):
     for name in ("a", "b"):
         method, model, train, val = _setup(cache, cfg)
         events = []
-        res = fit(method, model, train, val, cfg, tmp_path / name, {"note": "x"},
+        res = fit(method, train, val, cfg, tmp_path / name, {"note": "x"},
                   progress=events.append)
         runs.append(res)
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
@@ -86,7 +87,7 @@ def test_fit_writes_outputs_and_is_deterministic(cache, tmp_path):
 def test_fit_learns_the_fixture(cache, tmp_path):
     cfg = _cfg(epochs=15, lr_max=5e-3)
     method, model, train, val = _setup(cache, cfg, attn_dropout=0.0)
-    res = fit(method, model, train, val, cfg, tmp_path, {})
+    res = fit(method, train, val, cfg, tmp_path, {})
     assert res.best["val_acc_verb"] > 0.8  # chance is 1/3
 
 
@@ -96,7 +97,7 @@ def test_resume_after_kill_is_exact(cache, tmp_path, every):
     resumed in a fresh model with a disturbed global RNG."""
     cfg = _cfg()
     method, model, train, val = _setup(cache, cfg)
-    fit(method, model, train, val, cfg, tmp_path / "straight", {})
+    fit(method, train, val, cfg, tmp_path / "straight", {})
 
     kill_at = len(train) if every == 0 else every  # after the first epoch / after step 3
 
@@ -109,12 +110,12 @@ def test_resume_after_kill_is_exact(cache, tmp_path, every):
 
     method, model, train, val = _setup(cache, cfg)
     with pytest.raises(Killed):
-        fit(method, model, train, val, cfg, tmp_path / "killed", {}, progress=killer,
+        fit(method, train, val, cfg, tmp_path / "killed", {}, progress=killer,
             checkpoint_every=every)
     torch.manual_seed(1234)  # a new process: other RNG state, other initial weights
     method, model, train, val = _setup(cache, _cfg(seed=0))
     torch.nn.init.normal_(model.cls_token)
-    res = fit(method, model, train, val, cfg, tmp_path / "killed", {}, checkpoint_every=every)
+    res = fit(method, train, val, cfg, tmp_path / "killed", {}, checkpoint_every=every)
     assert res.resumed_from == {"epoch": 0 if every else 1, "step": every}
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -127,8 +128,8 @@ def test_resume_after_kill_is_exact(cache, tmp_path, every):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_path):
     class ExplodesInEpoch2(TeacherMethod):
-        def training_step(self, model, batch, epoch):
-            out = super().training_step(model, batch, epoch)
+        def training_step(self, batch, epoch):
+            out = super().training_step(batch, epoch)
             if epoch == 1:
                 out.loss = out.loss * float("nan")
             return out
@@ -136,7 +137,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_pat
     cfg = _cfg(epochs=3)
     method, model, train, val = _setup(cache, cfg, method_cls=ExplodesInEpoch2)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1.*last good checkpoint"):
-        fit(method, model, train, val, cfg, tmp_path, {})
+        fit(method, train, val, cfg, tmp_path, {})
     from safetensors import safe_open
     with safe_open(str(tmp_path / ckpt.LAST), "pt") as fh:
         state = json.loads(fh.metadata()["trainer_state"])
@@ -149,11 +150,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cache, tmp_pat
 def test_resume_refuses_another_config(cache, tmp_path):
     cfg = _cfg(epochs=1)
     method, model, train, val = _setup(cache, cfg)
-    fit(method, model, train, val, cfg, tmp_path, {"fingerprint": "one"})
+    fit(method, train, val, cfg, tmp_path, {"fingerprint": "one"})
     method, model, train, val = _setup(cache, cfg)
     with pytest.raises(Exception, match="--restart"):
-        fit(method, model, train, val, cfg, tmp_path, {"fingerprint": "two"})
-    res = fit(method, model, train, val, cfg, tmp_path, {"fingerprint": "two"}, resume=False)
+        fit(method, train, val, cfg, tmp_path, {"fingerprint": "two"})
+    res = fit(method, train, val, cfg, tmp_path, {"fingerprint": "two"}, resume=False)
     assert res.resumed_from is None
 
 
@@ -163,7 +164,7 @@ def test_fit_on_cuda_uses_bf16_autocast_and_resumes(cache, tmp_path):
     method, model, train, val = _setup(cache, cfg)
     dtypes = set()
     model.blocks[0].qkv.register_forward_hook(lambda m, a, out: dtypes.add(out.dtype))
-    res = fit(method, model, train, val, cfg, tmp_path / "a", {}, device="cuda")
+    res = fit(method, train, val, cfg, tmp_path / "a", {}, device="cuda")
     assert dtypes == {torch.bfloat16} and res.best_epoch >= 1
     state = load_file(str(tmp_path / "a" / ckpt.LAST))
     assert "rng.cuda.rank0" in state and all(torch.isfinite(v).all() for v in state.values()

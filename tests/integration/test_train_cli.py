@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "train"))
+from safetensors.torch import load_file  # noqa: E402
 from train_cache_fixture import STUDENT, TEACHER, build_cache, fill, samples  # noqa: E402
 
 from mmkd.cache import Cache  # noqa: E402
@@ -100,3 +101,40 @@ def test_missing_modality_names_the_extract_command(tmp_path):
     assert proc.returncode == 2
     msg = " ".join(proc.stderr.split())
     assert "'audio'" in msg and "mmkd extract --modality audio --extractor demo_ast_student" in msg
+
+
+def test_named_unimodal_teacher_with_features_then_kd_and_dml_in_eval(run_dir, monkeypatch):
+    """Several teachers per run; kd distils from a named one; kd and dml show in `mmkd eval`."""
+    monkeypatch.chdir(run_dir)
+    res = runner.invoke(app, ["train", "teacher", "--name", "audio_t", "--modalities", "audio",
+                              "--features", *FAST])
+    assert res.exit_code == 0, res.output
+    tdir = run_dir / "teachers" / "audio_t"
+    assert list(json.loads((tdir / "meta.json").read_text())["features"]) == ["audio"]
+    cache = Cache.open(run_dir / "cache.zarr")
+    assert {"audio_t", "teacher"} <= set(cache.teachers())
+    z = cache.teacher_features("audio_t", "audio")
+    assert z.shape == (N, 32) and z.dtype == np.float16 and np.abs(z).sum() > 0
+    with pytest.raises(MmkdError, match="--name audio_t --features"):
+        cache.teacher_features("audio_t", "video")
+
+    res = runner.invoke(app, ["distill", "--method", "kd", "--set", "methods.kd.teacher=audio_t",
+                              "--set", "methods.kd.temperature=2", *FAST])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((run_dir / "students" / "kd" / "meta.json").read_text())
+    assert meta["method_config"] == {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 0.9,
+                                     "teacher": "audio_t"}
+    assert meta["teacher_provenance"]["features"] == {"audio": TEACHER["audio"]}
+    res = runner.invoke(app, ["distill", "--method", "dml", *FAST])
+    assert res.exit_code == 0, res.output
+    last = load_file(str(run_dir / "students" / "dml" / "last.safetensors"))
+    assert any(k.startswith("peer.") for k in last)  # the peer trains and resumes with the task
+    assert not any(k.startswith("peer.") for k in load_file(
+        str(run_dir / "students" / "dml" / "best.safetensors")))
+
+    res = runner.invoke(app, ["eval", "--protocol", "subsets", "--models", "kd,dml"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((run_dir / "reports" / "subsets.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"KD", "DML"}
+    res = runner.invoke(app, ["distill", "--method", "teacher", *FAST])
+    assert isinstance(res.exception, MmkdError) and "dml" in str(res.exception)

@@ -35,8 +35,9 @@ import numpy as np
 
 from mmkd import config as C
 from mmkd.errors import MmkdError
-from mmkd.eval import masks, metrics
+from mmkd.eval import metrics
 from mmkd.eval.reports import Table
+from mmkd.subsets import modality_subsets, subset_label
 
 PAPER_THETAS = ["none", "500", "300", "100"]
 
@@ -233,7 +234,7 @@ def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list
         list(heads)), "status"]
     return Table(
         name="ablation_tokens",
-        title=f"Token reduction ablation (Tab. 4): teacher on {masks.subset_label(modalities)}, "
+        title=f"Token reduction ablation (Tab. 4): teacher on {subset_label(modalities)}, "
               f"{metric} accuracy on {ctx.split}",
         columns=cols, rows=rows,
         notes=[f"cache holds {held} tokens per sample of {k_raw} extractor tokens "
@@ -282,7 +283,7 @@ def run_strategy_ablation(ctx: AblationContext,
     heads = list(ctx.cfg.data.heads)
     labels = {h: cache.labels(h)[split_idx] for h in heads}
     metric = metrics.primary_metric(heads)
-    subsets = masks.modality_subsets(mods)
+    subsets = modality_subsets(mods)
     results: dict[str, dict[str, float]] = {}
     for out_name, method, strategy, label in STRATEGY_ROWS:
         cfg = copy.deepcopy(ctx.cfg)
@@ -294,12 +295,12 @@ def run_strategy_ablation(ctx: AblationContext,
         conds = build_conditions(mods, len(split_idx), ["subsets"], [], [])
         batches = CacheBatches(cache, meta["features"], ctx.split, 64, shuffle=False, seed=0)
         preds = predict(model, mods, heads, batches, split_idx, conds, ctx.device)
-        results[label] = {masks.subset_label(s): metrics.accuracy(preds[subset_key(s)],
+        results[label] = {subset_label(s): metrics.accuracy(preds[subset_key(s)],
                                                                   labels)[metric]
                           for s in subsets}
         if progress is not None:
             progress(1)
-    cols = [masks.subset_label(s) for s in subsets]
+    cols = [subset_label(s) for s in subsets]
     ranks = {label: {} for label in results}
     for col in cols:
         order = sorted(results, key=lambda lab: -results[lab][col])

@@ -19,9 +19,10 @@ import numpy as np
 
 from mmkd import config as C
 from mmkd.errors import MmkdError
-from mmkd.eval import masks, metrics, plots, protocols
+from mmkd.eval import metrics, plots, protocols
 from mmkd.eval.efficiency import CostConfig, measure_all
 from mmkd.eval.reports import Table, read_table, write_report, write_table
+from mmkd.subsets import modality_subsets, subset_label
 
 PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")
 ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
@@ -51,7 +52,7 @@ def model_label(name: str) -> str:
         prefix = f"{method}-"
         if name.startswith(prefix):
             mods = name[len(prefix):].split("+")
-            return f"{labels[method]} ({masks.subset_label(mods)})"
+            return f"{labels[method]} ({subset_label(mods)})"
     return name
 
 
@@ -212,7 +213,7 @@ def efficiency_configs(cfg: C.RunConfig, sizes: str, devices: list[str],
     mods = list(base.data.modalities)
     out = []
     for device in devices:
-        for subset in masks.modality_subsets(mods):
+        for subset in modality_subsets(mods):
             for role, label in (("teacher", "KARMMA_T"), ("student", "KARMMA_S")):
                 recipe: C.RecipeConfig = getattr(base, role)
                 out.append(CostConfig(role=role, label=label,
@@ -231,9 +232,9 @@ def efficiency_results(configs: list[CostConfig], what: str, reports_dir: Path,
     teacher_mem: dict[tuple[str, str], float] = {}
     for cfg, cost, _ in results:
         if cfg.role == "teacher":
-            teacher_mem[(cfg.device, masks.subset_label(cfg.subset))] = cost.peak_mem_mib
+            teacher_mem[(cfg.device, subset_label(cfg.subset))] = cost.peak_mem_mib
     for cfg, cost, reused in results:
-        sub = masks.subset_label(cfg.subset)
+        sub = subset_label(cfg.subset)
         ratio = (100 * cost.peak_mem_mib / teacher_mem[(cfg.device, sub)]
                  if cfg.role == "student" and (cfg.device, sub) in teacher_mem else None)
         rows.append({"model": cfg.label, "modalities": sub, "device": cfg.device,
@@ -251,7 +252,7 @@ def efficiency_results(configs: list[CostConfig], what: str, reports_dir: Path,
                          "torch.utils.flop_counter (1 multiply-add = 2 FLOPs).",
                          *[f"peak memory: {m}" for m in methods_used]])
     for device in sorted({c.device for c in configs}):
-        subsets = [masks.subset_label(c.subset) for c in configs
+        subsets = [subset_label(c.subset) for c in configs
                    if c.device == device and c.role == "teacher"]
         series: dict[str, dict[str, list[float | None]]] = {"peak memory (MiB)": {}, "GFLOPs": {}}
         for label in ("KARMMA_T", "KARMMA_S"):

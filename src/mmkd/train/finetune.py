@@ -60,9 +60,10 @@ from mmkd.extract.extractors.base import register_spec
 from mmkd.extract.theta import n_out, theta_average
 from mmkd.files import sha256_file, write_json, write_safetensors
 from mmkd.models import FusionModel, ModelSpec
+from mmkd.subsets import modality_subsets, subset_label
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.finetune_data import FinetuneBatches, RawInputs
-from mmkd.train.loop import FitResult, ProgressFn, autocast_for, correct_counts, to_device
+from mmkd.train.loop import FitResult, ProgressFn, correct_counts, masked_logits
 
 FT_TAG = "+ft-"
 EXTRACTORS_DIR = "extractors"
@@ -480,27 +481,24 @@ def reextract(run_dir: Path, cfg: C.RunConfig, manifest_dir: Path, s: _Source, w
 
 
 # ------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
 def subset_accuracy(model: FusionModel, batches, modalities: list[str], device: torch.device,
                     precision: str = "auto") -> dict[str, dict[str, float]]:
     """Top-1 accuracy (per head, and `acc` = all heads right) for every non-empty modality
     subset (Table 1's protocol: the other modalities marked missing), in one pass: the
     extractors of an EndToEndStudent run once per batch, the fusion block once per subset."""
-    from mmkd.eval.masks import modality_subsets, subset_label
-
-    model.eval().to(device)
-    subsets = modality_subsets(modalities)
-    sums: dict[str, Counter] = {subset_label(s): Counter() for s in subsets}
+    model.to(device)
+    subsets = {subset_label(s): s for s in modality_subsets(modalities)}
+    sums: dict[str, Counter] = {label: Counter() for label in subsets}
     n = 0
-    for batch in batches:
-        batch = to_device(batch, device)
-        with autocast_for(device, precision):
-            tokens = model.encode(batch["tokens"], batch["present"]) \
-                if isinstance(model, EndToEndStudent) else batch["tokens"]
-            for s in subsets:
-                present = {m: p.bool() & (m in s) for m, p in batch["present"].items()}
-                hits = correct_counts(model(tokens, present).logits, batch["labels"])
-                sums[subset_label(s)].update({k: int(v) for k, v in hits.items()})
+
+    def masks(batch):
+        return {label: {m: torch.full_like(p, m in s, dtype=torch.bool)
+                        for m, p in batch["present"].items()} for label, s in subsets.items()}
+
+    for batch, out in masked_logits(model, batches, masks, device, precision):
+        for label, logits in out.items():
+            sums[label].update({k: int(v) for k, v in
+                                correct_counts(logits, batch["labels"]).items()})
         n += int(batch["index"].shape[0])
     return {label: {("acc" if k == "all" else f"acc_{k}"): v / max(n, 1) for k, v in c.items()}
             for label, c in sums.items()}

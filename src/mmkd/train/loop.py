@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,32 +247,60 @@ def fit(task: Method, train_batches, val_batches, cfg: TrainConfig,
                      last=state["last"], resumed_from=resumed)
 
 
+Masks = Callable[[dict[str, Any]], dict[str, dict[str, torch.Tensor] | None]]
+
+
 @torch.no_grad()
-def evaluate(task: Method, batches, device: str | torch.device = "cpu",
+def masked_logits(model: torch.nn.Module, batches, masks: Masks | None = None,
+                  device: str | torch.device = "cpu", precision: str = "auto"
+                  ) -> Iterator[tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]]:
+    """The one evaluator: for each batch, the logits {key: {head: (B, C)}} under every modality
+    mask `masks(batch)` returns ({key: {modality: keep (B,) bool}}; None keeps every cached
+    modality; no `masks`: one key "all"). A mask only switches availability off, so a model sees
+    what it would see if that media were missing.
+
+    `model` is a task (its `predict`) or a fusion model; one with `encode` (a stage-3 student)
+    turns raw inputs into tokens once per batch, not once per mask. Validation, stage 3,
+    `mmkd eval` and the ablations all evaluate through here."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    run = getattr(model, "predict", model)
+    try:
+        for batch in batches:
+            batch = to_device(batch, device)
+            cached = {m: p.bool() for m, p in batch["present"].items()}
+            out = {}
+            with autocast_for(device, precision):
+                tokens = model.encode(batch["tokens"], cached) if hasattr(model, "encode") \
+                    else batch["tokens"]
+                for key, keep in (masks(batch) if masks else {"all": None}).items():
+                    present = cached if keep is None else {m: p & keep[m].to(p.device)
+                                                           for m, p in cached.items()}
+                    out[key] = run(tokens, present).logits
+            yield batch, out
+    finally:
+        model.train(was_training)
+
+
+def evaluate(task: torch.nn.Module, batches, device: str | torch.device = "cpu",
              precision: str = "auto") -> dict[str, float]:
     """CE loss and top-1 accuracy (per head and all heads right) with every cached modality.
 
     Under DDP each rank evaluates its share; per-sample results are gathered and de-duplicated
     by sample index (the loader pads ranks to equal length), so the numbers are exact."""
-    device = torch.device(device)
-    was_training = task.training
-    task.eval()
     rows: dict[str, list[torch.Tensor]] = {}
-    with autocast_for(device, precision):
-        for batch in batches:
-            batch = to_device(batch, device)
-            out = task.predict(batch["tokens"], {m: p.bool() for m, p in batch["present"].items()})
-            labels = batch["labels"]
-            per = {"index": batch["index"],
-                   "loss": torch.stack([torch.nn.functional.cross_entropy(
-                       out.logits[h].float(), labels[h], reduction="none", ignore_index=-1)
-                       for h in out.logits]).mean(0)}
-            hits = {h: out.logits[h].argmax(-1) == labels[h] for h in out.logits}
-            per.update({f"hit_{h}": v for h, v in hits.items()})
-            per["hit_all"] = torch.stack(list(hits.values())).all(0)
-            for k, v in per.items():
-                rows.setdefault(k, []).append(D.gather_with_grad(v.detach()).cpu())
-    task.train(was_training)
+    for batch, out in masked_logits(task, batches, None, device, precision):
+        logits, labels = out["all"], batch["labels"]
+        per = {"index": batch["index"],
+               "loss": torch.stack([torch.nn.functional.cross_entropy(
+                   logits[h].float(), labels[h], reduction="none", ignore_index=-1)
+                   for h in logits]).mean(0)}
+        hits = {h: logits[h].argmax(-1) == labels[h] for h in logits}
+        per.update({f"hit_{h}": v for h, v in hits.items()})
+        per["hit_all"] = torch.stack(list(hits.values())).all(0)
+        for k, v in per.items():
+            rows.setdefault(k, []).append(D.gather_with_grad(v.detach()).cpu())
     cat = {k: torch.cat(v).numpy() for k, v in rows.items()}
     _, first = np.unique(cat["index"], return_index=True)
     res = {"loss": float(cat["loss"][first].mean())}

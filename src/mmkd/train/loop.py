@@ -1,8 +1,10 @@
 """The one training loop for teacher, students and baselines (the method object owns the loss).
 
 The whole step, nanoGPT style, is `_train_step` below: forward + loss by the task (bf16
-autocast on CUDA), a finiteness check agreed by all ranks, backward, gradient clipping, AdamW.
-Around it: the paper's schedule (lr linearly lr_min → lr_max over `warmup_epochs`, then cosine
+autocast on CUDA), backward, gradient clipping, AdamW. Nothing in a step waits for the device:
+running sums and the finiteness of loss and gradient norm are kept on it and read back every
+`log_every` steps, at epoch ends and before any checkpoint is written (a non-finite step stops
+training there, agreed by all ranks, with the last good checkpoint kept). Around it: the paper's schedule (lr linearly lr_min → lr_max over `warmup_epochs`, then cosine
 back to lr_min, updated every step), validation after every epoch with the best epoch kept,
 metrics as JSONL, and an exact resume: the last checkpoint holds model, optimizer, per-rank RNG
 states and the position in the epoch, and the loader's order is a function of (seed, epoch).
@@ -100,18 +102,35 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 class EpochStats:
-    """Running sums of one epoch (sample-weighted), restorable from a step checkpoint."""
+    """Running sums of one epoch (sample-weighted), restorable from a step checkpoint.
+
+    The sums stay on the device (float64, added in step order) so a step costs no host sync;
+    `sync()` reads them back, at log intervals and epoch ends only."""
 
     def __init__(self, sums: dict[str, float] | None = None):
-        self.sums: dict[str, float] = dict(sums or {})
+        self.sums: dict[str, float] = dict(sums or {})  # as of the last sync
+        self._n = self.sums.get("n", 0.0)
+        self._keys: list[str] = []
+        self._total: torch.Tensor | None = None
 
     def add(self, n: int, loss: torch.Tensor, parts: dict[str, torch.Tensor],
             correct: dict[str, torch.Tensor]) -> None:
-        vals = {"n": float(n), "loss": float(loss) * n,
-                **{f"loss_{k}": float(v) * n for k, v in parts.items()},
-                **{f"correct_{k}": float(v) for k, v in correct.items()}}
-        for k, v in vals.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
+        vals = torch.cat([torch.stack([loss.detach(), *parts.values()]).double() * n,
+                          torch.stack(list(correct.values())).double()])
+        if self._total is None:
+            self._keys = ["loss", *(f"loss_{k}" for k in parts),
+                          *(f"correct_{k}" for k in correct)]
+            self._total = torch.tensor([self.sums.get(k, 0.0) for k in self._keys],
+                                       dtype=torch.float64, device=vals.device)
+        self._total += vals
+        self._n += float(n)
+
+    def sync(self) -> dict[str, float]:
+        """The sums as host floats (one device-to-host copy)."""
+        if self._total is not None:
+            self.sums.update(zip(self._keys, self._total.tolist(), strict=True))
+        self.sums["n"] = self._n
+        return self.sums
 
     def means(self) -> dict[str, float]:
         n = max(self.sums.get("n", 0.0), 1.0)
@@ -124,6 +143,46 @@ class EpochStats:
         return out
 
 
+class FiniteGuard:
+    """Checks every step's loss and gradient norm on the device, without a host sync; `check()`
+    (a sync, agreed by all ranks) raises for the first non-finite step since the last check.
+    The loop checks before every checkpoint it writes, so a bad step never reaches one."""
+
+    def __init__(self) -> None:
+        self._bad: torch.Tensor | None = None  # any non-finite step since the last check
+        self._row = torch.empty(0)  # [loss, grad norm, parts...] of the first such step
+        self._step = torch.empty(0)  # its global step
+        self._names: list[str] = []
+
+    def watch(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor,
+              parts: dict[str, torch.Tensor]) -> None:
+        row = torch.stack([loss.detach().float(), grad_norm.float(),
+                           *(v.detach().float() for v in parts.values())])
+        bad = ~torch.isfinite(row[:2]).all()
+        if self._bad is None:
+            self._bad, self._row, self._names = bad, row, list(parts)
+            self._step = torch.full((), step, device=row.device)
+        else:
+            new = bad & ~self._bad
+            self._row = torch.where(new, row, self._row)
+            self._step = torch.where(new, step, self._step)
+            self._bad = self._bad | bad
+
+    def check(self, steps_per_epoch: int) -> None:
+        if self._bad is None:
+            return
+        bad_here, self._bad = self._bad, None
+        if float(D.all_reduce_sum(bad_here.float())) == 0:
+            return
+        if not bad_here.item():
+            raise NonFiniteLossError("another process saw a non-finite loss or gradient")
+        step, (loss, grad, *parts) = int(self._step), self._row.tolist()
+        what = (f"loss is {loss:.4g} ({_fmt(dict(zip(self._names, parts, strict=True)))})"
+                if not math.isfinite(loss) else f"gradient norm is {grad}")
+        raise NonFiniteLossError(f"{what} at epoch {step // steps_per_epoch + 1}, step "
+                                 f"{step % steps_per_epoch + 1}")
+
+
 def correct_counts(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]
                    ) -> dict[str, torch.Tensor]:
     """Per head and `all` (every head right; EPIC's action accuracy) top-1 hit counts."""
@@ -132,33 +191,31 @@ def correct_counts(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tens
     return {**{h: v.sum() for h, v in hits.items()}, "all": every.sum()}
 
 
-def _train_step(task, batch: dict, epoch: int, optimizer, cfg: TrainConfig, amp) -> StepOutput:
-    """`task` is the Method, or its DDP wrapper (whose forward is the training step)."""
+def _train_step(task, batch: dict, epoch: int, optimizer, cfg: TrainConfig, amp
+                ) -> tuple[StepOutput, torch.Tensor]:
+    """`task` is the Method, or its DDP wrapper (whose forward is the training step). Returns
+    the step's output and gradient norm, both left on the device (no host sync)."""
     with amp:
         out = task(batch, epoch)
-    finite = torch.isfinite(out.loss.detach()).float()
-    if float(D.all_reduce_sum(finite)) < D.rank_world()[1]:
-        raise NonFiniteLossError(f"loss is {float(out.loss.detach()):.4g} ({_fmt(out.parts)})")
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip))
-    if not math.isfinite(grad_norm):
-        raise NonFiniteLossError(f"gradient norm is {grad_norm}")
+    grad_norm = torch.nn.utils.clip_grad_norm_(task.parameters(), cfg.grad_clip)
     optimizer.step()
-    return out
+    return out, grad_norm
 
 
 def fit(task: Method, train_batches, val_batches, cfg: TrainConfig,
         out_dir: str | Path, meta: dict[str, Any], device: str | torch.device = "cpu",
         progress: ProgressFn | None = None, resume: bool = True,
-        checkpoint_every: int = 0) -> FitResult:
+        checkpoint_every: int = 0, log_every: int = 10) -> FitResult:
     """Train `task` (its model and its own parts); write checkpoints, meta and metrics into
     `out_dir`. The best checkpoint holds `task.model`, the resumable state the whole task.
 
     `meta` (resolved config, cache provenance, ...) is stored with every best checkpoint.
     `checkpoint_every` > 0 also saves the training state every that many steps, so a kill
     loses at most that many steps (the epoch end always saves). `val_batches` None: the last
-    epoch is kept as "best".
+    epoch is kept as "best". The host syncs with the device every `log_every` steps (running
+    loss/accuracy for `progress`, the finiteness check), at epoch ends and before checkpoints.
     """
     out_dir, device = Path(out_dir), torch.device(device)
     meta = {"model": task.model.spec.to_dict(), **meta}
@@ -187,12 +244,12 @@ def fit(task: Method, train_batches, val_batches, cfg: TrainConfig,
     train_task = (torch.nn.parallel.DistributedDataParallel(task) if D.is_distributed()
                   else task)
     amp = autocast_for(device, cfg.precision)
-    lr = cfg.lr_min
+    lr, guard = cfg.lr_min, FiniteGuard()
     for epoch in range(state["epoch"], cfg.epochs):
         train_batches.set_epoch(epoch)
         task.train()
         stats = EpochStats(state["sums"])  # non-empty only when resuming inside this epoch
-        t0, seen = time.perf_counter(), 0
+        t0, seen, g = time.perf_counter(), 0, None
         for i, batch in enumerate(train_batches):
             if i < state["step_in_epoch"]:
                 continue  # resume inside an epoch: the order is a function of (seed, epoch)
@@ -200,22 +257,21 @@ def fit(task: Method, train_batches, val_batches, cfg: TrainConfig,
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = to_device(batch, device)
-            try:
-                out = _train_step(train_task, batch, epoch, optimizer, cfg, amp)
-            except NonFiniteLossError as exc:
-                raise NonFiniteLossError(
-                    f"{exc} at epoch {epoch + 1}, step {i + 1}: training stopped; the last good "
-                    f"checkpoint is kept in {last_path} (epoch {state['epoch']}). Check the "
-                    "features with `mmkd cache verify`, or lower train.lr_max") from None
+            out, grad_norm = _train_step(train_task, batch, epoch, optimizer, cfg, amp)
+            guard.watch(state["global_step"], out.loss, grad_norm, out.parts)
             n = batch["index"].shape[0]
-            stats.add(n, out.loss.detach(), out.parts, correct_counts(out.logits, batch["labels"]))
+            stats.add(n, out.loss, out.parts, correct_counts(out.logits, batch["labels"]))
             state.update(global_step=state["global_step"] + 1, step_in_epoch=i + 1)
             seen += n * world
-            if checkpoint_every and state["global_step"] % checkpoint_every == 0 \
-                    and state["step_in_epoch"] < steps_per_epoch:
+            save = checkpoint_every and state["global_step"] % checkpoint_every == 0 \
+                and state["step_in_epoch"] < steps_per_epoch
+            if save or g is None or state["global_step"] % log_every == 0 \
+                    or state["step_in_epoch"] == steps_per_epoch:  # host syncs only here
+                _check(guard, steps_per_epoch, last_path, state["epoch"])
+                g = _global_sums(stats.sync())  # a collective: every rank runs it
+            if save:
                 _save_last(last_path, task, optimizer, {**state, "sums": stats.sums}, rank)
-            g = _global_sums(stats)  # a collective: every rank runs it, with or without a callback
-            if progress is not None:
+            if progress is not None:  # loss and accuracy as of the last sync
                 progress(TrainEvent("train", epoch + 1, cfg.epochs, state["global_step"],
                                     total_steps, samples=n * world, loss=g["loss"] / g["n"],
                                     acc=g["correct_all"] / g["n"],
@@ -223,7 +279,7 @@ def fit(task: Method, train_batches, val_batches, cfg: TrainConfig,
         epoch_s = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "step": state["global_step"], "lr": lr,
                   "time_s": round(epoch_s, 3), "samples_per_s": seen / epoch_s,
-                  **{f"train_{k}": v for k, v in EpochStats(_global_sums(stats)).means().items()}}
+                  **{f"train_{k}": v for k, v in EpochStats(g).means().items()}}
         if val_batches is not None:
             record.update({f"val_{k}": v for k, v in
                            evaluate(task, val_batches, device, cfg.precision).items()})
@@ -310,15 +366,25 @@ def evaluate(task: torch.nn.Module, batches, device: str | torch.device = "cpu",
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _fmt(parts: dict[str, torch.Tensor]) -> str:
-    return ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items()) or "no parts"
+def _fmt(parts: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in parts.items()) or "no parts"
 
 
-def _global_sums(stats: EpochStats) -> dict[str, float]:
+def _check(guard: FiniteGuard, steps_per_epoch: int, last_path: Path, saved_epoch: int) -> None:
+    try:
+        guard.check(steps_per_epoch)
+    except NonFiniteLossError as exc:
+        raise NonFiniteLossError(
+            f"{exc}: training stopped; the last good checkpoint is kept in {last_path} (epoch "
+            f"{saved_epoch}). Check the features with `mmkd cache verify`, or lower "
+            "train.lr_max") from None
+
+
+def _global_sums(sums: dict[str, float]) -> dict[str, float]:
     if not D.is_distributed():
-        return stats.sums
-    keys = sorted(stats.sums)
-    summed = D.all_reduce_sum(torch.tensor([stats.sums[k] for k in keys], dtype=torch.float64))
+        return sums
+    keys = sorted(sums)
+    summed = D.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64))
     return dict(zip(keys, summed.tolist(), strict=True))
 
 

@@ -171,3 +171,68 @@ def test_fit_on_cuda_uses_bf16_autocast_and_resumes(cache, tmp_path):
                                             if v.is_floating_point())
     model2, _ = ckpt.load_model(tmp_path / "a", map_location="cuda")
     assert next(model2.parameters()).is_cuda
+
+
+def test_non_finite_between_syncs_is_raised_at_the_next_one_with_its_step(cache, tmp_path):
+    """A NaN at epoch 2, step 2 (no sync there) stops the run at the next sync, naming that
+    step, before the step checkpoint due after it is written: the last good one stays."""
+    class ExplodesOnce(TeacherMethod):
+        calls = 0
+
+        def training_step(self, batch, epoch):
+            out = super().training_step(batch, epoch)
+            ExplodesOnce.calls += 1
+            if ExplodesOnce.calls == steps + 2:
+                out.loss = out.loss * float("nan")
+            return out
+
+    cfg = _cfg(epochs=3)
+    method, _, train, val = _setup(cache, cfg, method_cls=ExplodesOnce)
+    steps = len(train)
+    assert steps >= 4
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan .* at epoch 2, step 2: training "
+                                                 r"stopped; the last good checkpoint"):
+        fit(method, train, val, cfg, tmp_path, {}, log_every=100, checkpoint_every=steps + 3)
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / ckpt.LAST), "pt") as fh:
+        state = json.loads(fh.metadata()["trainer_state"])
+    assert state["epoch"] == 1 and state["step_in_epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in load_file(str(tmp_path / ckpt.LAST)).values()
+               if v.is_floating_point())
+
+
+def test_a_student_step_never_waits_for_the_device(cache, monkeypatch):
+    """Loss, dropout, running sums and the finiteness check stay on the device; reading them
+    back is one sync, and gives exactly the per-step values."""
+    from mmkd.train.loop import EpochStats, FiniteGuard, correct_counts
+    from mmkd.train.methods import KarmmaMethod
+    from mmkd.train.methods.karmma import KarmmaConfig
+
+    cfg = _cfg(modality_dropout=0.5)
+    _, model, train, _ = _setup(cache, cfg)
+    task = KarmmaMethod(model, KarmmaConfig(), cfg, cache.n)
+    batches = []
+    for b in train:
+        b = {k: ({m: t.clone() for m, t in v.items()} if isinstance(v, dict) else v.clone())
+             for k, v in b.items()}
+        b["teachers"] = {"teacher": {"logits": {h: torch.randn(len(b["index"]), c)
+                                                for h, c in cache.heads.items()}}}
+        batches.append(b)
+    stats, guard, want = EpochStats(), FiniteGuard(), []
+
+    def host_sync(*_a, **_k):
+        raise AssertionError("a host sync inside the training step")
+
+    with monkeypatch.context() as mp:
+        for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu"):
+            mp.setattr(torch.Tensor, name, host_sync)
+        for step, b in enumerate(batches):
+            out = task.training_step(b, epoch=1)
+            guard.watch(step, out.loss, out.loss.detach() * 0 + 1.0, out.parts)
+            stats.add(len(b["index"]), out.loss, out.parts, correct_counts(out.logits, b["labels"]))
+            want.append(out.loss.detach())
+    guard.check(len(batches))  # finite: no error
+    sums = stats.sync()
+    assert sums["n"] == sum(len(b["index"]) for b in batches)
+    assert sums["loss"] == pytest.approx(sum(float(w) * len(b["index"])
+                                             for w, b in zip(want, batches, strict=True)))

@@ -48,13 +48,16 @@ class DropoutDraws:
 
     def __init__(self, seed: int, n_samples: int):
         self.seed, self.n = seed, n_samples
-        self._epoch, self._u_N = -1, np.empty(0)
+        self._epoch, self._u_N = -1, torch.empty(0, dtype=torch.float64)
 
     def __call__(self, epoch: int, index_B: torch.Tensor) -> torch.Tensor:
-        if epoch != self._epoch:
+        """u (B,) float64 on index_B's device; the table moves there once per epoch, so a step
+        does not wait for the device."""
+        if epoch != self._epoch or self._u_N.device != index_B.device:
             self._epoch = epoch
-            self._u_N = np.random.default_rng([self.seed, 0x6D6D6B64, epoch]).random(self.n)
-        return torch.from_numpy(self._u_N[index_B.cpu().numpy()])
+            u_N = np.random.default_rng([self.seed, 0x6D6D6B64, epoch]).random(self.n)
+            self._u_N = torch.from_numpy(u_N).to(index_B.device)
+        return self._u_N[index_B]
 
 
 class Method(torch.nn.Module):
@@ -106,7 +109,7 @@ class Method(torch.nn.Module):
         """The availability a training step sees: the cached flags after modality dropout."""
         present = {m: p.bool() for m, p in batch["present"].items()}
         if epoch is not None and self.p_drop > 0:
-            u_B = self.draws(epoch, batch["index"]).to(next(iter(present.values())).device)
+            u_B = self.draws(epoch, batch["index"])
             present = losses.modality_dropout(present, self.p_drop, u_B)
         return present
 

@@ -4,9 +4,9 @@ Starting from a stage-2 student (`RUN_DIR/students/karmma`), the extractors of t
 modalities are rebuilt with the weights their cached tokens came from (checked against the
 cache provenance), made trainable and trained together with the fusion block on raw media
 (stage 1's readers and clip sampling + `mmkd.train.augment`), while the other modalities keep
-their cached tokens and the distillation targets stay the cached teacher logits. The training
-itself is stage 2's: the same method object (karmma: γ·CE + λ·KL, modality dropout), loop,
-schedule, checkpoints and exact resume (`mmkd.train.loop.fit`); only the model (`EndToEndStudent`,
+their cached tokens and the distillation targets stay the cached teacher outputs. The training
+itself is stage 2's: the same method task (karmma: γ·CE + λ·KL, modality dropout), run builder
+(`mmkd.train.runs`), loop, schedule, checkpoints and exact resume; only the model (`EndToEndStudent`,
 a FusionModel that runs its extractors + Θ-Average inside forward) and the batches
 (`FinetuneBatches`) differ.
 

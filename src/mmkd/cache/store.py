@@ -304,6 +304,11 @@ class Cache:
         path = self._teacher_array(teacher_id, "logits", head)
         return np.asarray(zarr.open_array(str(path), mode="r")[:], dtype=np.float32)
 
+    def teacher_feature_modalities(self, teacher_id: str) -> list[str]:
+        root = self.path / "teachers" / teacher_id / "features"
+        return sorted(p.name for p in root.iterdir() if (p / "zarr.json").exists()) \
+            if root.is_dir() else []
+
     def teacher_features(self, teacher_id: str, modality: str) -> np.ndarray:
         """(N, d) float16: the teacher's pooled output token of this modality per sample."""
         path = self._teacher_array(teacher_id, "features", modality)

@@ -236,3 +236,39 @@ def test_a_student_step_never_waits_for_the_device(cache, monkeypatch):
     assert sums["n"] == sum(len(b["index"]) for b in batches)
     assert sums["loss"] == pytest.approx(sum(float(w) * len(b["index"])
                                              for w, b in zip(want, batches, strict=True)))
+
+
+def test_a_tasks_own_parts_train_and_resume_exactly(cache, tmp_path):
+    """dml's peer student is a task parameter: AdamW updates it, last.safetensors holds it, and
+    a killed run resumes it exactly (the same as straight through)."""
+    from mmkd.train.methods.dml import DmlConfig, DmlMethod
+
+    cfg = _cfg(epochs=2)
+
+    def setup():
+        _, model, train, val = _setup(cache, cfg)
+        peer_of = _setup(cache, cfg)[1]
+        task = DmlMethod(model, DmlConfig(), cfg, cache.n, make_model=lambda: peer_of)
+        return task, train, val
+
+    task, train, val = setup()
+    peer0 = {k: v.clone() for k, v in task.peer.state_dict().items()}
+    fit(task, train, val, cfg, tmp_path / "straight", {})
+    assert any(not torch.equal(peer0[k], v) for k, v in task.peer.state_dict().items())
+
+    class Killed(Exception):
+        pass
+
+    def killer(ev):
+        if ev.phase == "epoch" and ev.epoch == 1:
+            raise Killed
+
+    task, train, val = setup()
+    with pytest.raises(Killed):
+        fit(task, train, val, cfg, tmp_path / "killed", {}, progress=killer)
+    task, train, val = setup()
+    torch.nn.init.normal_(task.peer.cls_token)  # everything must come from the checkpoint
+    fit(task, train, val, cfg, tmp_path / "killed", {})
+    a, b = (load_file(str(tmp_path / d / ckpt.LAST)) for d in ("straight", "killed"))
+    assert any(k.startswith("peer.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.startswith("rng."))

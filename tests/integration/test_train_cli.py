@@ -136,5 +136,7 @@ def test_named_unimodal_teacher_with_features_then_kd_and_dml_in_eval(run_dir, m
     assert res.exit_code == 0, res.output
     rows = json.loads((run_dir / "reports" / "subsets.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"KD", "DML"}
+    res = runner.invoke(app, ["train", "teacher", "--name", "../x", *FAST])
+    assert isinstance(res.exception, MmkdError) and not (run_dir / "x").exists()
     res = runner.invoke(app, ["distill", "--method", "teacher", *FAST])
     assert isinstance(res.exception, MmkdError) and "dml" in str(res.exception)

@@ -137,6 +137,9 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
     into the cache under teachers/<teacher_id>."""
     from mmkd.cache import Cache
 
+    from mmkd.cache.schema import check_name
+
+    check_name("teacher", teacher_id)  # before training, not when its outputs are written
     mods = _subset(modalities, cfg)
     cache = Cache.open(cache_path, mode="r+")
     out_dir = Path(out_dir)

@@ -136,7 +136,6 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
     with `write_features`, its pooled per-modality features) for every sample of every split
     into the cache under teachers/<teacher_id>."""
     from mmkd.cache import Cache
-
     from mmkd.cache.schema import check_name
 
     check_name("teacher", teacher_id)  # before training, not when its outputs are written

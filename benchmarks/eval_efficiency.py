@@ -21,8 +21,8 @@ import torch
 
 from mmkd import config as C
 from mmkd.eval.efficiency import CostConfig, measure_all
-from mmkd.eval.masks import subset_label
 from mmkd.eval.runner import PAPER_HEADS
+from mmkd.subsets import subset_label
 
 OUT = Path(__file__).parent / "results" / "eval_efficiency.json"
 

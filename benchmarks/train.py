@@ -14,6 +14,11 @@ Two scales, each measured side by side in this run:
   paper   the paper's teacher (Video Swin-B on 32×224×224 for video and flow, Swin-B on log-mel
           windows for audio, Θ = 300, d = 768, l = 2); online measured on a few clips only
 Writes benchmarks/results/train.json (demo); MMKD_BENCH_PAPER=1 writes train_paper.json instead.
+
+MMKD_BENCH_STEP=1 instead measures the training loop's own CPU time per step (`mmkd train
+teacher` and `mmkd distill` through `mmkd.train.stage2`, demo recipe, synthetic cache, no
+validation split) into train_step.json. It uses only that stable entry point, so the same file
+measures an older checkout too (PYTHONPATH=<checkout>/src) for a before/after comparison.
 One torch thread on each side by default (MMKD_BENCH_THREADS): the comparison stays fair and
 stable on a shared machine.
 """
@@ -86,18 +91,21 @@ def write_media(root: Path, n_samples: int, seg_frames: int = 80) -> tuple[Manif
     return meta, samples
 
 
-def train_step(method, model, optimizer, batch) -> None:
-    out = method.training_step(model, batch, epoch=0)
+def train_step(task, optimizer, batch) -> None:
+    out = task.training_step(batch, epoch=0)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(task.parameters(), 1.0)
     optimizer.step()
 
 
 def setup(recipe: C.RecipeConfig, shapes: dict, n: int):
+    from mmkd.train.methods.teacher import TeacherConfig
+
     torch.manual_seed(0)
-    model = build_teacher(recipe.fusion, shapes, HEADS)
-    return TeacherMethod(recipe.train, n), model, make_optimizer(model, recipe.train)
+    task = TeacherMethod(build_teacher(recipe.fusion, shapes, HEADS), TeacherConfig(),
+                         recipe.train, n)
+    return task, make_optimizer(task, recipe.train)
 
 
 def online(recipe, meta, samples, clip: ClipSampler, theta: int, batch: int, batches: int,
@@ -107,7 +115,7 @@ def online(recipe, meta, samples, clip: ClipSampler, theta: int, batch: int, bat
     for m, name in recipe.extractors.items():
         extractors[m] = create_extractor(name, random_init=True).eval().requires_grad_(False)
         builders[m] = InputBuilder(m, get_spec(name), clip, meta, str(meta.media_root))
-    shapes, method, model, opt = None, None, None, None
+    shapes, task, opt = None, None, None
     timings = {"decode_s": 0.0, "extract_s": 0.0, "step_s": 0.0}
     done = 0
     for b in range(0 if warmup else 1, batches + 1):  # batch 0 warms up and is not timed
@@ -121,15 +129,15 @@ def online(recipe, meta, samples, clip: ClipSampler, theta: int, batch: int, bat
             tokens = {m: theta_average(extractors[m](inputs[m]).float(), theta)
                       for m in extractors}
         t2 = time.perf_counter()
-        if model is None:
+        if task is None:
             shapes = {m: tuple(t.shape[1:]) for m, t in tokens.items()}
-            method, model, opt = setup(recipe, shapes, len(samples))
+            task, opt = setup(recipe, shapes, len(samples))
         b_ = len(chunk)
         batch_d = {"index": torch.arange(b_), "tokens": tokens,
                    "present": {m: torch.ones(b_, dtype=torch.bool) for m in tokens},
                    "labels": {"verb": torch.tensor([s.labels["verb"] for s in chunk]),
                               "noun": torch.tensor([s.labels["noun"] for s in chunk])}}
-        train_step(method, model, opt, batch_d)
+        train_step(task, opt, batch_d)
         t3 = time.perf_counter()
         if b:
             timings["decode_s"] += t1 - t0
@@ -157,15 +165,15 @@ def from_cache(root: Path, recipe, shapes: dict, n: int, batch: int, epochs: int
             w.finish_unit(unit)
     batches = CacheBatches(cache, {m: recipe.extractors[m] for m in shapes}, "train", batch,
                            shuffle=True, seed=0)
-    method, model, opt = setup(recipe, shapes, n)
+    task, opt = setup(recipe, shapes, n)
     for b in batches:  # warm-up: one step
-        train_step(method, model, opt, b)
+        train_step(task, opt, b)
         break
     t0, done = time.perf_counter(), 0
     for epoch in range(epochs):
         batches.set_epoch(epoch)
         for b in batches:
-            train_step(method, model, opt, b)
+            train_step(task, opt, b)
             done += len(b["index"])
     return {"samples_per_s": done / (time.perf_counter() - t0), "samples": done}
 
@@ -197,6 +205,47 @@ def compare(name: str, recipe, clip, theta, batch, n_media, online_batches, n_ca
                                     "cache": EPIC_TRAIN / ca_recipe["samples_per_s"] / 3600}}
 
 
+def step_time(root: Path, n: int = 640, epochs: int = 4) -> dict:
+    """ms per training step of the loop (epoch `time_s` excludes validation and the teacher's
+    logits pass), mean over the epochs after the first, for the teacher and KARMMA_S."""
+    from mmkd.train.stage2 import distill, train_teacher
+
+    cfg = C.run_preset("demo")
+    samples = [Sample(sample_id=f"c{i:05d}", video_id="v", split="train",
+                      labels={"verb": i % 8, "noun": i % 12}) for i in range(n)]
+    heads = {"verb": 8, "noun": 12}
+    cache = Cache.create(root / "cache.zarr", samples, heads, manifest_hash(samples),
+                         shard_size=128)
+    rng = np.random.default_rng(0)
+    theta = cfg.extract.theta
+    for recipe in (cfg.teacher, cfg.student):
+        recipe.train.epochs, recipe.train.warmup_epochs = epochs, 1
+        for m, name in recipe.extractors.items():
+            if (m, name) in set(cache.features()):
+                continue
+            d = get_spec(name).dim
+            w = cache.feature_writer(m, name, theta, d, {"weights_sha256": "0" * 64})
+            for unit in w.units():
+                idx = np.arange(unit.start, unit.stop)
+                w.write(idx, rng.standard_normal((len(idx), theta, d)).astype(np.float16),
+                        np.full(len(idx), theta), np.ones(len(idx), bool))
+                w.finish_unit(unit)
+    out = {}
+    for name, run in (("teacher", lambda d: train_teacher(root / "cache.zarr", cfg, d,
+                                                          device="cpu")),
+                      ("karmma", lambda d: distill(root / "cache.zarr", cfg, d, "karmma",
+                                                   device="cpu"))):
+        run(root / name)
+        recs = [json.loads(x) for x in (root / name / "metrics.jsonl").read_text().splitlines()]
+        batch = (cfg.teacher if name == "teacher" else cfg.student).train.batch_size
+        steps = -(-n // batch)
+        ms = [1000 * r["time_s"] / steps for r in recs[1:]]
+        out[name] = {"ms_per_step": float(np.mean(ms)), "ms_per_step_epochs": ms,
+                     "batch": batch, "steps_per_epoch": steps}
+        print(f"{name}: {out[name]['ms_per_step']:.2f} ms/step (batch {batch}, CPU)")
+    return out
+
+
 def main() -> None:
     """Demo scale by default (~1-2 min); MMKD_BENCH_PAPER=1 adds the paper scale (minutes on a
     CPU: one Swin-B forward on 32×224×224 takes ~45 s on 2 cores) into train_paper.json."""
@@ -206,7 +255,11 @@ def main() -> None:
                "platform": platform.platform(), "python": platform.python_version()}
     paper = os.environ.get("MMKD_BENCH_PAPER", "0") == "1"
     t0 = time.perf_counter()
-    if paper:
+    if os.environ.get("MMKD_BENCH_STEP", "0") == "1":
+        with tempfile.TemporaryDirectory() as tmp:
+            results = {"step": step_time(Path(tmp))}
+        out = OUT.with_name("train_step.json")
+    elif paper:
         p = C.run_preset("epic100")
         results = {"paper": compare("paper", p.teacher, ClipSampler(32, 2), 300, batch=1,
                                     n_media=1, online_batches=1, n_cache=64, warmup=False)}

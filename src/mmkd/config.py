@@ -23,7 +23,6 @@ from mmkd.files import read_text
 MODALITIES = ("video", "flow", "audio", "detection")
 MISSING_STRATEGIES = ("B1", "B2", "B3", "B4", "B5", "none")
 PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")  # `mmkd eval --protocol`
-LOSS_WEIGHTS = ("alpha", "beta", "gamma", "lambda_kl")
 CONFIG_FILE = "mmkd.yaml"
 
 
@@ -75,7 +74,7 @@ class FusionConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation recipe (METHOD.md §4) and loss weights (§3)."""
+    """Optimisation recipe (METHOD.md §4); a method's loss weights are in its own config."""
 
     epochs: int = 100
     batch_size: int = 32
@@ -85,11 +84,6 @@ class TrainConfig:
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     modality_dropout: float = 0.0
-    alpha: float = 0.7  # teacher: CE weight
-    beta: float = 0.3  # teacher: InfoNCE weight
-    tau: float = 0.1
-    gamma: float = 0.7  # student: CE weight
-    lambda_kl: float = 0.3  # student: KL weight
     seed: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
 
@@ -136,6 +130,9 @@ class RunConfig:
     student: RecipeConfig = field(default_factory=lambda: RecipeConfig(name="student"))
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # method name -> overrides of that method's typed config (loss weights, temperature, teacher
+    # id), e.g. methods.karmma.lambda_kl; the defaults (the paper's values) live with the method
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def manifest_path(self, run_dir: str | Path) -> Path:
         """`data.manifest_dir`, relative to the run directory unless absolute."""
@@ -145,8 +142,8 @@ class RunConfig:
     def validate(self, extractors: bool = True) -> None:
         """Raise ConfigError listing every problem (field, value, why, what is allowed).
 
-        `extractors=False` skips checking extractor names against the registry, which imports
-        torch (seconds): for commands that only read the cache."""
+        `extractors=False` skips checking extractor names and method configs against their
+        registries, which import torch (seconds): for commands that only read the cache."""
         problems = _problems(self, extractors)
         if problems:
             raise ConfigError(problems)
@@ -298,7 +295,11 @@ def _coerce(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             return bad("is not a mapping")
-        return {str(k): str(v) for k, v in value.items()}
+        (_, value_tp) = typing.get_args(tp)
+        items = {str(k): _coerce(value_tp, v, f"{path}.{k}", problems) for k, v in value.items()}
+        return _BAD if any(v is _BAD for v in items.values()) else items
+    if tp is Any:
+        return value
     if origin in (typing.Union, types.UnionType):
         return value
     if isinstance(value, (dict, list)) or (isinstance(value, bool) and tp is not bool):
@@ -328,6 +329,12 @@ def _set(data: dict[str, Any], overrides: list[str]) -> list[str]:
         node, tp = data, RunConfig
         *parents, leaf = key.split(".")
         for part in parents:
+            if typing.get_origin(tp) is dict:  # a new key of a mapping (methods.kd.temperature=2)
+                node, tp = node.setdefault(part, {}), typing.get_args(tp)[1]
+                if not isinstance(node, dict):
+                    problems.append(f"--set {key}: {part!r} is not a config section")
+                    break
+                continue
             hints = typing.get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
             if part not in hints or not isinstance(node.get(part), dict):
                 problems.append(f"--set {key}: {part!r} is not a config section")
@@ -421,6 +428,24 @@ def known_extractors() -> list[str]:
     return extractors.list()
 
 
+def method_problems(cfg: RunConfig) -> list[str]:
+    """What is wrong in `methods.<name>` (unknown method, field, type, a negative loss weight):
+    each method's typed config lives with the method, imported late like the extractors."""
+    import mmkd.train.methods  # noqa: F401
+    from mmkd.registry import methods
+
+    out = []
+    for name in cfg.methods:
+        if name not in methods.list():
+            out.append(f"methods.{name}: no such method; allowed: {', '.join(methods.list())}")
+            continue
+        try:
+            methods.get(name).config_from(cfg)
+        except ConfigError as exc:
+            out += exc.problems
+    return out
+
+
 def _problems(cfg: RunConfig, check_extractors: bool = True) -> list[str]:
     p: list[str] = []
 
@@ -475,9 +500,6 @@ def _problems(cfg: RunConfig, check_extractors: bool = True) -> list[str]:
         check(t.grad_clip > 0, f"{r}.train.grad_clip", t.grad_clip, "must be > 0")
         check(0 <= t.modality_dropout < 1, f"{r}.train.modality_dropout", t.modality_dropout,
               "must be in [0, 1)")
-        check(t.tau > 0, f"{r}.train.tau", t.tau, "must be > 0")
-        for w in LOSS_WEIGHTS:
-            check(getattr(t, w) >= 0, f"{r}.train.{w}", getattr(t, w), "a loss weight must be >= 0")
         check(t.precision in ("auto", "fp32", "bf16"), f"{r}.train.precision", t.precision,
               "allowed: auto, fp32, bf16")
     for m in cfg.pretrain.modalities:
@@ -488,4 +510,4 @@ def _problems(cfg: RunConfig, check_extractors: bool = True) -> list[str]:
     for rate in cfg.eval.missing_rates:
         check(0 <= rate < 1, "eval.missing_rates", rate, "each rate must be in [0, 1)")
     check(len(cfg.eval.seeds) >= 1, "eval.seeds", cfg.eval.seeds, "at least one seed")
-    return p
+    return p + (method_problems(cfg) if check_extractors else [])

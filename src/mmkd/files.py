@@ -1,18 +1,24 @@
-"""Reading the user's text files and publishing written files, with the failures a user can fix
-(a non-UTF-8 byte, a full disk) turned into one clear error that names the file.
+"""Reading the user's text files and writing outputs: content hashes, atomic writes, and the
+failures a user can fix (a non-UTF-8 byte, a full disk) turned into one error that names the file.
 
 Why here: a bare UnicodeDecodeError names neither the file nor the line, and an OSError from
-`write()` names no file at all. The readers of annotations, class lists, manifests and configs,
-and the writers of cache shards and checkpoints, go through these helpers.
+`write()` names no file at all. An atomic write goes to a hidden temporary file next to the
+target and is renamed over it, so a reader (or a resumed run after a kill) sees either the old
+file or the whole new one.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from mmkd.errors import MmkdError
 
@@ -60,3 +66,36 @@ def published(final: Path, tmp: Path) -> Iterator[Path]:
             raise DiskFullError(final) from exc
         raise
     os.replace(tmp, final)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tmp_for(path: Path) -> Path:
+    """The hidden temporary name next to `path` that `published` renames into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str]) -> Path:
+    """Tensors (moved to CPU, made contiguous) as safetensors, atomically. Serialised in memory
+    and written by Python, so a full or read-only disk is an OSError naming the file
+    (safetensors' own writer raises an opaque SafetensorError). Keep `metadata` to one entry
+    where the file's sha256 is recorded: safetensors writes several in hash-map order, so the
+    bytes would differ between identical writes."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    with published(path, tmp_for(path)) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    with published(path, tmp_for(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

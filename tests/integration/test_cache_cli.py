@@ -116,6 +116,7 @@ def test_export_import_h5_round_trip(tmp_path):
     c = Cache.open(run / "cache.zarr", "r+")
     c.write_teacher_logits("t0", "verb", np.arange(N * 3, dtype=np.float32).reshape(N, 3),
                            {"ckpt": "t0.pt"})
+    c.write_teacher_features("t0", {"audio": np.arange(N * 2, dtype=np.float16).reshape(N, 2)})
     h5 = tmp_path / "cache.h5"
     res = invoke("cache", "export-h5", str(h5), "--cache", str(run))
     assert res.exit_code == 0, res.output
@@ -127,6 +128,8 @@ def test_export_import_h5_round_trip(tmp_path):
     assert back.feature_provenance("video", "tiny") == c.feature_provenance("video", "tiny")
     assert back.sample_ids == c.sample_ids and back.failures() == c.failures()
     np.testing.assert_array_equal(back.teacher_logits("t0", "verb"), c.teacher_logits("t0", "verb"))
+    np.testing.assert_array_equal(back.teacher_features("t0", "audio"),
+                                  c.teacher_features("t0", "audio"))
     assert invoke("cache", "verify", "--cache", str(other)).exit_code == 0
 
 

@@ -245,13 +245,13 @@ def test_restart_that_fails_on_the_cache_leaves_the_folder_as_it_was(train_run, 
 
 def test_a_bad_config_lists_every_problem_in_one_error(tmp_path, mmkd):
     extra = tmp_path / "extra.yaml"
-    extra.write_text("teacher:\n  train:\n    epochs: 2.7\n    alpha: -1\n  extractor: {}\n")
+    extra.write_text("teacher:\n  train:\n    epochs: 2.7\n  extractor: {}\nmethods:\n  teacher:\n    alpha: -1\n")
     code, err = mmkd("init", tmp_path / "run", "--dataset", "epic100", "--config", extra,
                      "--set", "clip.num_frames=0", "--set", "eval.protocols=[subset]")
     assert code == 2 and "Traceback" not in err
     for problem in ("teacher.train.epochs: 2.7 is not a whole number (int)",
                     "teacher.extractor: unknown field", "clip.num_frames = 0: must be > 0",
-                    "teacher.train.alpha = -1.0: a loss weight must be >= 0",
+                    "methods.teacher.alpha = -1.0: a loss weight must be >= 0",
                     "eval.protocols = 'subset': allowed: subsets, missing-rate"):
         assert problem in err, problem
     assert not (tmp_path / "run").exists()

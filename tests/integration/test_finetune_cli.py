@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from mmkd import config as C
 from mmkd.cache import Cache
+from mmkd.cache.loader import BatchNeeds
 from mmkd.cli.app import app
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors.weights import sha256_file
@@ -183,7 +184,8 @@ def test_batches_join_raw_media_and_cache_by_sample_index(run_dir):
     mmeta, samples = read_all(cfg.data.manifest_dir)
     src = _source(cache, run_dir, cfg, "audio", "test_ast")
     build = InputBuilder("audio", get_spec("test_ast"), src.sampler, mmeta, cfg.data.manifest_dir)
-    common = dict(split="val", batch_size=3, shuffle=True, seed=4, teacher_id="teacher")
+    common = dict(split="val", batch_size=3, shuffle=True, seed=4,
+                  needs=BatchNeeds(logits=("teacher",)))
     ft = FinetuneBatches(cache, samples, {"audio": build}, {"video": "test_swin3d"}, workers=0,
                          **common)
     ref = CacheBatches(cache, {"video": "test_swin3d", "audio": "test_ast"}, **common)
@@ -196,7 +198,8 @@ def test_batches_join_raw_media_and_cache_by_sample_index(run_dir):
             assert torch.equal(a["index"], b["index"])
             assert torch.equal(a["tokens"]["video"], b["tokens"]["video"])
             assert torch.equal(a["labels"]["verb"], b["labels"]["verb"])
-            assert torch.equal(a["teacher_logits"]["verb"], b["teacher_logits"]["verb"])
+            assert torch.equal(a["teachers"]["teacher"]["logits"]["verb"],
+                               b["teachers"]["teacher"]["logits"]["verb"])
             assert isinstance(a["tokens"]["audio"], RawInputs)
             assert torch.equal(a["present"]["audio"], b["present"]["audio"])
         assert n == len(ft) == len(ref)

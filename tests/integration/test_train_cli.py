@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "train"))
+from safetensors.torch import load_file  # noqa: E402
 from train_cache_fixture import STUDENT, TEACHER, build_cache, fill, samples  # noqa: E402
 
 from mmkd.cache import Cache  # noqa: E402
@@ -58,10 +59,10 @@ def test_train_teacher_then_distill_in_the_run_dir(run_dir, monkeypatch):
 
     # the cached logits are the best checkpoint's predictions for every sample
     from mmkd.train.checkpoint import load_model
-    from mmkd.train.stage2 import predict_logits
+    from mmkd.train.stage2 import predict_cache
     cache = Cache.open(run_dir / "cache.zarr")
     model, _ = load_model(tdir)
-    want = predict_logits(model, cache, TEACHER, torch.device("cpu"))
+    want = predict_cache(model, cache, TEACHER, torch.device("cpu")).logits
     for head, c in cache.heads.items():
         got = cache.teacher_logits("teacher", head)
         assert got.shape == (N, c)
@@ -116,3 +117,42 @@ def test_a_flipped_bit_in_the_cache_stops_training(tmp_path, monkeypatch):
     assert isinstance(res.exception, MmkdError), res.output
     msg = str(res.exception)
     assert "s0001" in msg and "crc32c" in msg and "mmkd cache verify" in msg
+
+
+def test_named_unimodal_teacher_with_features_then_kd_and_dml_in_eval(run_dir, monkeypatch):
+    """Several teachers per run; kd distils from a named one; kd and dml show in `mmkd eval`."""
+    monkeypatch.chdir(run_dir)
+    res = runner.invoke(app, ["train", "teacher", "--name", "audio_t", "--modalities", "audio",
+                              "--features", *FAST])
+    assert res.exit_code == 0, res.output
+    tdir = run_dir / "teachers" / "audio_t"
+    assert list(json.loads((tdir / "meta.json").read_text())["features"]) == ["audio"]
+    cache = Cache.open(run_dir / "cache.zarr")
+    assert "audio_t" in cache.teachers()
+    z = cache.teacher_features("audio_t", "audio")
+    assert z.shape == (N, 32) and z.dtype == np.float16 and np.abs(z).sum() > 0
+    with pytest.raises(MmkdError, match="--name audio_t --features"):
+        cache.teacher_features("audio_t", "video")
+
+    res = runner.invoke(app, ["distill", "--method", "kd", "--set", "methods.kd.teacher=audio_t",
+                              "--set", "methods.kd.temperature=2", *FAST])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((run_dir / "students" / "kd" / "meta.json").read_text())
+    assert meta["method_config"] == {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 0.9,
+                                     "teacher": "audio_t"}
+    assert meta["teacher_provenance"]["features"] == {"audio": TEACHER["audio"]}
+    res = runner.invoke(app, ["distill", "--method", "dml", *FAST])
+    assert res.exit_code == 0, res.output
+    last = load_file(str(run_dir / "students" / "dml" / "last.safetensors"))
+    assert any(k.startswith("peer.") for k in last)  # the peer trains and resumes with the task
+    assert not any(k.startswith("peer.") for k in load_file(
+        str(run_dir / "students" / "dml" / "best.safetensors")))
+
+    res = runner.invoke(app, ["eval", "--protocol", "subsets", "--models", "kd,dml"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((run_dir / "reports" / "subsets.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"KD", "DML"}
+    res = runner.invoke(app, ["train", "teacher", "--name", "../x", *FAST])
+    assert isinstance(res.exception, MmkdError) and not (run_dir / "x").exists()
+    res = runner.invoke(app, ["distill", "--method", "teacher", *FAST])
+    assert isinstance(res.exception, MmkdError) and "dml" in str(res.exception)

@@ -10,8 +10,7 @@ def test_paper_presets_match_method_md():
     assert (s.fusion.width, s.fusion.layers, s.fusion.attn_dropout) == (384, 1, 0.0)
     assert (t.train.batch_size, t.train.weight_decay, t.train.grad_clip, t.train.lr_max) == (32, 0.05, 1.0, 5e-4)
     assert (s.train.batch_size, s.train.weight_decay, s.train.grad_clip, s.train.lr_max) == (6, 0.01, 2.0, 1e-4)
-    assert (t.train.alpha, t.train.beta, t.train.tau) == (0.7, 0.3, 0.1)
-    assert (s.train.gamma, s.train.lambda_kl, s.train.modality_dropout) == (0.7, 0.3, 0.5)
+    assert s.train.modality_dropout == 0.5
     assert C.ssv2_teacher().extractors["detection"] == "stlt_l12"
     assert C.ssv2_student().extractors["detection"] == "stlt_l9"
     for name in ("epic100", "ssv2", "demo", "custom"):
@@ -97,7 +96,7 @@ def test_unknown_names_and_negative_loss_weights_list_the_allowed_values():
     cfg.teacher.extractors["video"] = "swin3d_x"
     cfg.student.extractors["audio"] = "demo_ast_student+ft-karmma-ft-audio"  # fine-tuned: fine
     cfg.eval.protocols = ["subsets", "missing_rate"]
-    cfg.student.train.gamma = -0.1
+    cfg.methods = {"karmma": {"gamma": -0.1}}
     with pytest.raises(ConfigError) as exc:
         cfg.validate()
     msgs = exc.value.problems
@@ -107,7 +106,7 @@ def test_unknown_names_and_negative_loss_weights_list_the_allowed_values():
                in m for m in msgs)
     assert "eval.protocols = 'missing_rate': allowed: subsets, missing-rate, efficiency, " \
            "ablations, all" in msgs
-    assert "student.train.gamma = -0.1: a loss weight must be >= 0" in msgs
+    assert "methods.karmma.gamma = -0.1: a loss weight must be >= 0" in msgs
     with pytest.raises(ConfigError) as exc:  # commands that only read the cache skip the names
         cfg.validate(extractors=False)
     assert len(exc.value.problems) == 3 and "swin3d_x" not in str(exc.value)

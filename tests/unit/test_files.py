@@ -12,7 +12,7 @@ def test_not_utf8_names_file_line_byte_and_column(tmp_path):
     path.write_bytes(b"open\nclose\np\xfcsh\n")
     with pytest.raises(MmkdError, match=r"classes.txt:3: not UTF-8 \(byte 0xfc at column 2\); "
                                         "save the file as UTF-8"):
-        read_class_list(path)
+        read_class_list(path, "verb")
     path.write_bytes("\ufeffopen\nschälen\n".encode())  # a BOM and real UTF-8 are fine
     assert read_class_list(path) == ["open", "schälen"] and read_text(path).startswith("open")
 

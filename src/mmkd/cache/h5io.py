@@ -2,7 +2,8 @@
 
 The HDF5 file mirrors the store: root attrs (schema_version, manifest_hash, heads, shard_size),
 `sample_ids`, `splits`, `labels/<head>`, `<modality>/<extractor>/{tokens, n_tokens, present,
-done, failure}` with the provenance as a JSON attribute, and `teachers/<id>/logits/<head>`.
+done, failure}` with the provenance as a JSON attribute, and `teachers/<id>/logits/<head>` (and
+`teachers/<id>/features/<modality>`).
 Import goes through the normal writer (unit by unit, resumable, provenance-checked), so an
 imported store is byte-identical to the exported one.
 """
@@ -57,6 +58,8 @@ def export_h5(cache: Cache, out: str | Path,
             for head in cache.heads:
                 if (cache.path / "teachers" / teacher / "logits" / head / "zarr.json").exists():
                     t.create_dataset(f"logits/{head}", data=cache.teacher_logits(teacher, head))
+            for m in cache.teacher_feature_modalities(teacher):
+                t.create_dataset(f"features/{m}", data=cache.teacher_features(teacher, m))
     return out
 
 
@@ -96,6 +99,8 @@ def import_h5(src: str | Path, cache_path: str | Path,
             prov = json.loads(t.attrs.get("provenance", "{}"))
             for head in t.get("logits", {}):
                 cache.write_teacher_logits(teacher, head, t[f"logits/{head}"][:], prov)
+            cache.write_teacher_features(teacher, {m: t[f"features/{m}"][:]
+                                                   for m in t.get("features", {})})
     return cache
 
 

@@ -11,6 +11,7 @@ is shuffled per epoch with `seed + epoch`, and DDP ranks take disjoint strided s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,14 +24,30 @@ if TYPE_CHECKING:
     from mmkd.cache.store import Cache
 
 
-class CacheBatches:
-    """Iterable of batch dicts: index, tokens/present per modality, labels, teacher logits.
+@dataclass(frozen=True)
+class BatchNeeds:
+    """What a batch must carry besides index, tokens, present and labels, read from
+    `teachers/<id>/` of the cache: `batch["teachers"][id]["logits"][head]` (B, C) and
+    `batch["teachers"][id]["features"][modality]` (B, d)."""
 
-    With no features it still yields indices, labels and teacher logits (stage 3 decodes every
+    logits: tuple[str, ...] = ()  # teacher ids
+    features: tuple[tuple[str, str], ...] = ()  # (teacher id, modality)
+
+    @property
+    def teachers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.logits, *(t for t, _ in self.features)]))
+
+
+class CacheBatches:
+    """Iterable of batch dicts: index, tokens/present per modality, labels, and what `needs`
+    (a method's `BatchNeeds`) asks of the cache's teachers: `teachers[id]["logits"][head]`,
+    `teachers[id]["features"][modality]`, loaded into RAM once.
+
+    With no features it still yields indices, labels and teacher outputs (stage 3 decodes every
     modality itself and uses this for order and targets)."""
 
     def __init__(self, cache: Cache, features: dict[str, str], split: str, batch_size: int,
-                 shuffle: bool, seed: int, teacher_id: str | None = None, in_ram: bool = False,
+                 shuffle: bool, seed: int, needs: BatchNeeds | None = None, in_ram: bool = False,
                  drop_last: bool = False, rank: int = 0, world_size: int = 1,
                  tokens_dtype: torch.dtype = torch.float32):
         if batch_size < 1:
@@ -45,8 +62,13 @@ class CacheBatches:
         for r in self.readers.values():
             r.check_done(self.indices)  # fail now, not mid-epoch
         self.labels = {h: torch.from_numpy(cache.labels(h)) for h in cache.heads}
-        self.teacher = ({h: torch.from_numpy(cache.teacher_logits(teacher_id, h))
-                         for h in cache.heads} if teacher_id is not None else None)
+        self.teachers: dict[str, dict[str, dict[str, torch.Tensor]]] = {}
+        for t in needs.teachers if needs is not None else ():
+            self.teachers[t] = {
+                "logits": ({h: torch.from_numpy(cache.teacher_logits(t, h)) for h in cache.heads}
+                           if t in needs.logits else {}),
+                "features": {m: torch.from_numpy(cache.teacher_features(t, m))
+                             for tt, m in needs.features if tt == t}}
         if tokens_dtype not in (torch.float32, torch.float16):
             raise MmkdError(f"tokens_dtype {tokens_dtype}: use torch.float32 or torch.float16")
         np_dtype = np.float32 if tokens_dtype == torch.float32 else np.float16
@@ -89,8 +111,10 @@ class CacheBatches:
         batch: dict[str, Any] = {
             "index": index, "tokens": tokens, "present": present,
             "labels": {h: lab[index] for h, lab in self.labels.items()}}
-        if self.teacher is not None:
-            batch["teacher_logits"] = {h: t[index] for h, t in self.teacher.items()}
+        if self.teachers:
+            batch["teachers"] = {t: {kind: {k: v[index] for k, v in arrays.items()}
+                                     for kind, arrays in outputs.items()}
+                                 for t, outputs in self.teachers.items()}
         return batch
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

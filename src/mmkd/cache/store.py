@@ -234,7 +234,7 @@ class Cache:
                              "sample_id": self.sample_ids[i], "reason": str(reasons[i])})
         return rows
 
-    # ------------------------------------------------------------------ teacher logits
+    # ------------------------------------------------------------------ teacher outputs
     def write_teacher_logits(self, teacher_id: str, head: str, logits_NC: np.ndarray,
                              provenance: dict[str, Any]) -> None:
         """Store (N, C) logits of a trained teacher (overwrites an earlier run of the same id)."""
@@ -263,13 +263,56 @@ class Cache:
         return sorted(p.name for p in root.iterdir() if (p / "zarr.json").exists()) \
             if root.is_dir() else []
 
-    def teacher_logits(self, teacher_id: str, head: str) -> np.ndarray:
-        path = self.path / "teachers" / teacher_id / "logits" / head
+    def write_teacher_features(self, teacher_id: str, features: dict[str, np.ndarray]) -> None:
+        """Replace the teacher's pooled per-modality features, (N, d) float16 each (an empty
+        dict removes them, so a retrained teacher never leaves stale ones behind). Write the
+        logits first: they create the teacher group and its provenance."""
+        if self.mode != "r+":
+            raise MmkdError(f"{self.path}: opened read-only; open with mode='r+' to write")
+        self.teacher_provenance(teacher_id)
+        shutil.rmtree(self.path / "teachers" / teacher_id / "features", ignore_errors=True)
+        if not features:
+            return
+        group = zarr.open_group(str(self.path), mode="r+").require_group(
+            f"teachers/{teacher_id}/features")
+        for modality, z_Nd in features.items():
+            S.check_name("modality", modality)
+            if z_Nd.ndim != 2 or z_Nd.shape[0] != self.n:
+                raise MmkdError(f"teacher features for {modality!r} have shape {z_Nd.shape}, "
+                                f"expected ({self.n}, d)")
+            arr = group.create_array(modality, shape=z_Nd.shape, dtype="float16",
+                                     chunks=(min(self.n, 4096), z_Nd.shape[1]), compressors=None)
+            arr[:] = np.asarray(z_Nd, dtype=np.float16)
+
+    def _teacher_array(self, teacher_id: str, kind: str, name: str) -> Path:
+        path = self.path / "teachers" / teacher_id / kind / name
         if not (path / "zarr.json").exists():
-            raise MmkdError(f"{self.path}: no logits of teacher {teacher_id!r} for head "
-                            f"{head!r} (have: {', '.join(self.teachers()) or 'none'}); write them "
-                            "with `mmkd train teacher`")
+            what = "logits" if kind == "logits" else "pooled features"
+            flag = "" if kind == "logits" else " --features"
+            name_opt = "" if teacher_id == "teacher" else f" --name {teacher_id}"
+            raise MmkdError(f"{self.path}: no {what} of teacher {teacher_id!r} for "
+                            f"{'head' if kind == 'logits' else 'modality'} {name!r} (teachers: "
+                            f"{', '.join(self.teachers()) or 'none'}); write them with "
+                            f"`mmkd train teacher{name_opt}{flag}`")
+        return path
+
+    def require_teacher_output(self, teacher_id: str, kind: str, name: str) -> None:
+        """Raise the error `teacher_logits`/`teacher_features` would, without reading data."""
+        self._teacher_array(teacher_id, kind, name)
+
+    def teacher_logits(self, teacher_id: str, head: str) -> np.ndarray:
+        path = self._teacher_array(teacher_id, "logits", head)
         return np.asarray(zarr.open_array(str(path), mode="r")[:], dtype=np.float32)
+
+    def teacher_feature_modalities(self, teacher_id: str) -> list[str]:
+        root = self.path / "teachers" / teacher_id / "features"
+        return sorted(p.name for p in root.iterdir() if (p / "zarr.json").exists()) \
+            if root.is_dir() else []
+
+    def teacher_features(self, teacher_id: str, modality: str) -> np.ndarray:
+        """(N, d) float16: the teacher's pooled output token of this modality per sample."""
+        path = self._teacher_array(teacher_id, "features", modality)
+        return np.asarray(zarr.open_array(str(path), mode="r")[:], dtype=np.float16)
 
     def teacher_provenance(self, teacher_id: str) -> dict[str, Any]:
         meta = self.path / "teachers" / teacher_id / "zarr.json"

@@ -128,25 +128,29 @@ def mark_failed(cache: Cache, report: VerifyReport) -> dict[str, int]:
 
 
 def verify(cache: Cache, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Check every done sample of every feature group and every teacher's logits."""
+    """Check every done sample of every feature group and every teacher's logits and
+    features."""
     report = VerifyReport()
     for mod, ext in cache.features():
         _verify_group(cache, mod, ext, report, progress)
     for teacher in cache.teachers():
-        for head in cache.heads:
-            where = f"teachers/{teacher}/logits/{head}"
+        outputs = [("logits", h) for h in cache.heads] + \
+            [("features", m) for m in cache.teacher_feature_modalities(teacher)]
+        for kind, name in outputs:
+            where = f"teachers/{teacher}/{kind}/{name}"
+            read = cache.teacher_logits if kind == "logits" else cache.teacher_features
             if not (cache.path / where / "zarr.json").exists():
                 continue
             try:
-                logits = cache.teacher_logits(teacher, head)
+                values = read(teacher, name)
             except Exception as exc:  # any decode failure is a finding, not a crash
                 report.problems.append(Problem(f"teachers/{teacher}", where,
                                                f"unreadable ({exc})"))
                 continue
-            if not np.isfinite(logits).all():
-                rows = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+            if not np.isfinite(values).all():
+                rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
                 report.problems.append(Problem(f"teachers/{teacher}", where,
-                                               "non-finite logits",
+                                               f"non-finite {kind}",
                                                [cache.sample_ids[i] for i in rows]))
     return report
 

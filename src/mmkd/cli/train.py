@@ -83,29 +83,43 @@ def register(app: typer.Typer) -> None:
     @train_app.command("teacher")
     def teacher(cache: CacheOpt = None, set_: SetOpt = None, device: DeviceOpt = None,
                 restart: RestartOpt = False, checkpoint_every: EveryOpt = 0,
-                in_ram: InRamOpt = False) -> None:
+                in_ram: InRamOpt = False,
+                name: Annotated[str, typer.Option(
+                    help="Teacher id: its outputs go to cache teachers/ID/, its checkpoints to "
+                         "RUN_DIR/teachers/ID/ (the default `teacher`: RUN_DIR/teacher/).")
+                ] = "teacher",
+                modalities: Annotated[str | None, typer.Option(
+                    help="Comma-separated subset of data.modalities for a unimodal or "
+                         "cross-modal teacher, e.g. audio.")] = None,
+                features: Annotated[bool, typer.Option(
+                    "--features", help="Also write its pooled per-modality features "
+                                       "(N, width) float16 into the cache.")] = False) -> None:
         """Train KARMMA_T (best epoch on `val`) and write its logits for every sample into the
         cache, for `mmkd distill`."""
         from mmkd.train import distributed as D
-        from mmkd.train.stage2 import TEACHER_ID, train_teacher
+        from mmkd.train.stage2 import teacher_dir, train_teacher
 
         run = find_run(cache, set_ or [])
         D.init_from_env()
-        out_dir = run.dir / "teacher"
-        with train_progress("teacher") as on_event:
+        out_dir = teacher_dir(run.dir, name)
+        wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+        with train_progress(name) as on_event:
             res = train_teacher(run.cache_path, run.cfg, out_dir, device=device,
                                 progress=on_event, resume=not restart,
-                                checkpoint_every=checkpoint_every, in_ram=in_ram)
+                                checkpoint_every=checkpoint_every, in_ram=in_ram,
+                                teacher_id=name, modalities=wanted, write_features=features)
         heads = ", ".join(f"{h} {n}×{c}" for h, (n, c) in res.logits_shapes.items())
-        _summary("teacher", out_dir, res.fit,
-                 {"teacher logits": f"{run.cache_path}/teachers/{TEACHER_ID} ({heads})"})
+        _summary(name, out_dir, res.fit,
+                 {"teacher logits": f"{run.cache_path}/teachers/{name} ({heads})"})
 
     @app.command("distill")
     def distill_cmd(
         cache: CacheOpt = None,
         method: Annotated[str, typer.Option(
-            help="karmma (KARMMA_S), baseline (CE only, no dropout, no tokens) or "
-                 "baseline-delta (CE + modality dropout + B5 tokens).")] = "karmma",
+            help="karmma (KARMMA_S), baseline (CE only, no dropout, no tokens), "
+                 "baseline-delta (CE + modality dropout + B5 tokens), kd (Hinton KD from the "
+                 "cached teacher) or dml (two students learning from each other); settings "
+                 "under methods.NAME in mmkd.yaml.")] = "karmma",
         modalities: Annotated[str | None, typer.Option(
             help="Comma-separated subset of data.modalities, e.g. video (KARMMA_V).")] = None,
         set_: SetOpt = None, device: DeviceOpt = None, restart: RestartOpt = False,

@@ -24,6 +24,7 @@ table adds each method's rank per subset and the average rank (Tab. B.2).
 from __future__ import annotations
 
 import copy
+import functools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,8 +35,9 @@ import numpy as np
 
 from mmkd import config as C
 from mmkd.errors import MmkdError
-from mmkd.eval import masks, metrics
+from mmkd.eval import metrics
 from mmkd.eval.reports import Table
+from mmkd.subsets import modality_subsets, subset_label
 
 PAPER_THETAS = ["none", "500", "300", "100"]
 
@@ -157,17 +159,15 @@ def _recipe(recipe: C.RecipeConfig, epochs: int | None) -> C.RecipeConfig:
 def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list[str],
                        progress: Callable[[int], None] | None = None) -> Table:
     """Tab. 4 from the cache: train the teacher recipe on each possible token variant."""
-    import torch
-
     import mmkd.models  # noqa: F401
     import mmkd.train.methods  # noqa: F401
     from mmkd.cache import Cache
     from mmkd.cache.loader import CacheBatches
     from mmkd.eval.inference import Condition, predict
-    from mmkd.registry import methods, models
+    from mmkd.registry import models
     from mmkd.train import checkpoint as ckpt
-    from mmkd.train.loop import fit
-    from mmkd.train.stage2 import VAL_SPLIT, resolve_features
+    from mmkd.train.runs import VAL_SPLIT, build_task, fit_run
+    from mmkd.train.stage2 import resolve_features
 
     cache = Cache.open(ctx.cache_path, mode="r")
     recipe = _recipe(ctx.cfg.teacher, ctx.epochs)
@@ -200,7 +200,6 @@ def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list
             rows.append(row)
             continue
         tcfg = recipe.train
-        method = methods.get("teacher")(tcfg, cache.n)
         seed = tcfg.seed
         train_b = TransformedBatches(CacheBatches(cache, features, "train", tcfg.batch_size,
                                                   shuffle=True, seed=seed),
@@ -210,15 +209,16 @@ def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list
                                     token_transform(v, seed, train=False))
                  if VAL_SPLIT in set(cache.splits.tolist()) else None)
         shapes = {m: (v.target, readers[m].dim) for m in modalities}
-        torch.manual_seed(seed)
-        model = models.get("teacher")(recipe.fusion, shapes, heads)
+        task = build_task("teacher", ctx.cfg, tcfg, cache.n,
+                          functools.partial(models.get("teacher"), recipe.fusion, shapes, heads),
+                          recipe.fusion.missing_strategy)
         out_dir = ctx.run_dir / "ablations" / "tokens" / v.name
+        provenance = {m: cache.feature_provenance(m, e) for m, e in features.items()}
         meta = {"kind": "ablation-tokens", "variant": v.name, "status": v.status,
-                "features": features, "modalities": modalities, "heads": heads,
-                "model": model.spec.to_dict(), "config": C.to_dict(ctx.cfg),
-                "fingerprint": f"tokens:{v.name}:{sorted(features.items())}:{tcfg}:"
-                               f"{cache.manifest_hash}"}
-        fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=ctx.device)
+                "features": features, "modalities": modalities, "heads": heads}
+        fit_run(task, train_b, val_b, tcfg, ctx.cfg, out_dir, meta,
+                {**meta, "manifest": cache.manifest_hash, "provenance": provenance},
+                ctx.device, None, True, 0)
         best, _ = ckpt.load_model(out_dir, map_location=ctx.device)
         eval_b = TransformedBatches(CacheBatches(cache, features, ctx.split, 64, shuffle=False,
                                                  seed=seed), token_transform(v, seed, train=False))
@@ -234,7 +234,7 @@ def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list
         list(heads)), "status"]
     return Table(
         name="ablation_tokens",
-        title=f"Token reduction ablation (Tab. 4): teacher on {masks.subset_label(modalities)}, "
+        title=f"Token reduction ablation (Tab. 4): teacher on {subset_label(modalities)}, "
               f"{metric} accuracy on {ctx.split}",
         columns=cols, rows=rows,
         notes=[f"cache holds {held} tokens per sample of {k_raw} extractor tokens "
@@ -283,7 +283,7 @@ def run_strategy_ablation(ctx: AblationContext,
     heads = list(ctx.cfg.data.heads)
     labels = {h: cache.labels(h)[split_idx] for h in heads}
     metric = metrics.primary_metric(heads)
-    subsets = masks.modality_subsets(mods)
+    subsets = modality_subsets(mods)
     results: dict[str, dict[str, float]] = {}
     for out_name, method, strategy, label in STRATEGY_ROWS:
         cfg = copy.deepcopy(ctx.cfg)
@@ -295,12 +295,12 @@ def run_strategy_ablation(ctx: AblationContext,
         conds = build_conditions(mods, len(split_idx), ["subsets"], [], [])
         batches = CacheBatches(cache, meta["features"], ctx.split, 64, shuffle=False, seed=0)
         preds = predict(model, mods, heads, batches, split_idx, conds, ctx.device)
-        results[label] = {masks.subset_label(s): metrics.accuracy(preds[subset_key(s)],
+        results[label] = {subset_label(s): metrics.accuracy(preds[subset_key(s)],
                                                                   labels)[metric]
                           for s in subsets}
         if progress is not None:
             progress(1)
-    cols = [masks.subset_label(s) for s in subsets]
+    cols = [subset_label(s) for s in subsets]
     ranks = {label: {} for label in results}
     for col in cols:
         order = sorted(results, key=lambda lab: -results[lab][col])

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mmkd.errors import MmkdError
-from mmkd.eval.masks import subset_label
+from mmkd.subsets import subset_label
 
 WORKER_MODULE = "mmkd.eval.efficiency"
 

@@ -38,7 +38,6 @@ def positions(split_indices: np.ndarray, index_B: np.ndarray) -> np.ndarray:
     return pos_B
 
 
-@torch.inference_mode()
 def predict(model: torch.nn.Module, modalities: list[str], heads: list[str],
             batches: Iterable[dict], split_indices: np.ndarray, conditions: list[Condition],
             device: str | torch.device = "cpu",
@@ -48,6 +47,8 @@ def predict(model: torch.nn.Module, modalities: list[str], heads: list[str],
     `batches` yields CacheBatches dicts (index, tokens, present) of the split in any order;
     `progress(n)` is called with the number of samples done after each minibatch.
     """
+    from mmkd.train.loop import masked_logits
+
     n = len(split_indices)
     for c in conditions:
         if c.keep_NM.shape != (n, len(modalities)):
@@ -55,21 +56,22 @@ def predict(model: torch.nn.Module, modalities: list[str], heads: list[str],
                              f"{(n, len(modalities))}")
     out = {c.key: {h: np.full(n, -1, dtype=np.int64) for h in heads} for c in conditions}
     seen = np.zeros(n, dtype=bool)
-    model.eval()
-    for batch in batches:
-        index_B = batch["index"].cpu().numpy()
-        pos_B = positions(split_indices, index_B)
-        tokens = {m: batch["tokens"][m].to(device, non_blocking=True) for m in modalities}
-        cached = {m: batch["present"][m].to(device).bool() for m in modalities}
-        for c in conditions:
-            keep_BM = torch.from_numpy(c.keep_NM[pos_B]).to(device)
-            present = {m: cached[m] & keep_BM[:, j] for j, m in enumerate(modalities)}
-            logits = model(tokens, present).logits
+
+    def masks(batch: dict) -> dict[str, dict[str, torch.Tensor]]:
+        pos_B = positions(split_indices, batch["index"].cpu().numpy())
+        return {c.key: {m: torch.from_numpy(c.keep_NM[pos_B, j]) for j, m in enumerate(modalities)}
+                for c in conditions}
+
+    only = ({"index": b["index"], "tokens": {m: b["tokens"][m] for m in modalities},
+             "present": {m: b["present"][m] for m in modalities}} for b in batches)
+    for batch, logits in masked_logits(model, only, masks, device, precision="fp32"):
+        pos_B = positions(split_indices, batch["index"].cpu().numpy())
+        for key, by_head in logits.items():
             for h in heads:
-                out[c.key][h][pos_B] = logits[h].argmax(dim=-1).cpu().numpy()
+                out[key][h][pos_B] = by_head[h].argmax(dim=-1).cpu().numpy()
         seen[pos_B] = True
         if progress is not None:
-            progress(len(index_B))
+            progress(len(pos_B))
     if not seen.all():
         raise MmkdError(f"{int((~seen).sum())} of {n} samples of the split were never read; the "
                         "cache loader skipped samples (re-run `mmkd cache verify`)")

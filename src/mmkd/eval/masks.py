@@ -1,28 +1,13 @@
 """Which modalities an evaluation keeps: Table 1's subsets and Fig. 4's random missing rates.
 
 Both protocols only switch `present` flags off (the cached tokens stay as they are), so a model
-sees exactly what it would see if that modality's media were missing.
+sees exactly what it would see if that modality's media were missing. The subsets themselves
+and their labels are in `mmkd.subsets` (training reports them too).
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
-
-LETTERS = {"video": "V", "flow": "F", "audio": "A", "detection": "D"}
-
-
-def subset_label(subset: tuple[str, ...] | list[str]) -> str:
-    """The paper's notation: ("video", "flow", "audio") -> "V+F+A"."""
-    return "+".join(LETTERS.get(m, m) for m in subset)
-
-
-def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset, largest first, each in the given modality order (Table 1's rows:
-    V+F+A, V+F, V+A, F+A, V, F, A)."""
-    mods = list(modalities)
-    return [c for k in range(len(mods), 0, -1) for c in itertools.combinations(mods, k)]
 
 
 def subset_keep(modalities: list[str], subset: tuple[str, ...], n: int) -> np.ndarray:

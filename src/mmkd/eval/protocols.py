@@ -20,10 +20,11 @@ from mmkd.eval import masks, metrics
 from mmkd.eval.inference import Condition
 from mmkd.eval.plots import Curve
 from mmkd.eval.reports import MeanStd, Table
+from mmkd.subsets import modality_subsets, subset_label
 
 
 def subset_key(subset: tuple[str, ...]) -> str:
-    return f"subset:{masks.subset_label(subset)}"
+    return f"subset:{subset_label(subset)}"
 
 
 def rate_key(rate: float, seed: int) -> str:
@@ -37,7 +38,7 @@ def build_conditions(modalities: list[str], n: int, protocols: Iterable[str],
     out: list[Condition] = []
     if "subsets" in protocols:
         out += [Condition(subset_key(s), masks.subset_keep(modalities, s, n))
-                for s in masks.modality_subsets(modalities)]
+                for s in modality_subsets(modalities)]
     if "missing-rate" in protocols:
         out += [Condition(rate_key(r, s), masks.missing_rate_keep(n, len(modalities), r, s))
                 for r in rates for s in seeds]
@@ -60,12 +61,12 @@ def subsets_table(models: list[EvaluatedModel], modalities: list[str],
     heads = list(labels)
     names = metrics.metric_names(heads)
     rows = []
-    for subset in masks.modality_subsets(modalities):
+    for subset in modality_subsets(modalities):
         for m in models:
             preds = m.preds.get(subset_key(subset))
             if preds is None:
                 continue
-            rows.append({"method": m.label, "modalities": masks.subset_label(subset),
+            rows.append({"method": m.label, "modalities": subset_label(subset),
                          **metrics.accuracy(preds, labels)})
     return Table(name="subsets", title=f"Top-1 accuracy (%) per inference modality subset ({split})",
                  columns=["method", "modalities", *names], rows=rows,
@@ -77,8 +78,8 @@ def subsets_pivot(models: list[EvaluatedModel], modalities: list[str],
                   labels: dict[str, np.ndarray], split: str) -> Table:
     """Table 1 compact: one row per model, one column per subset, the headline metric."""
     metric = metrics.primary_metric(list(labels))
-    subsets = masks.modality_subsets(modalities)
-    cols = [masks.subset_label(s) for s in subsets]
+    subsets = modality_subsets(modalities)
+    cols = [subset_label(s) for s in subsets]
     rows = []
     for m in models:
         row: dict[str, object] = {"method": m.label}
@@ -107,12 +108,12 @@ def robustness_table(models: list[EvaluatedModel], modalities: list[str],
         if a is None or b is None:
             continue
         acc_full, acc_rest = metrics.accuracy(a, labels)[metric], metrics.accuracy(b, labels)[metric]
-        rows.append({"method": m.label, masks.subset_label(full): acc_full,
-                     masks.subset_label(rest): acc_rest,
+        rows.append({"method": m.label, subset_label(full): acc_full,
+                     subset_label(rest): acc_rest,
                      "kept (%)": 100 * acc_rest / acc_full if acc_full > 0 else None})
     return Table(name=f"robustness_{metric}",
                  title=f"{metric.capitalize()} accuracy (%) with and without {dropped} ({split})",
-                 columns=["method", masks.subset_label(full), masks.subset_label(rest), "kept (%)"],
+                 columns=["method", subset_label(full), subset_label(rest), "kept (%)"],
                  rows=rows,
                  notes=[f"kept = accuracy without {dropped} / accuracy with every modality."])
 

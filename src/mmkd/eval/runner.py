@@ -19,17 +19,16 @@ import numpy as np
 
 from mmkd import config as C
 from mmkd.errors import MmkdError
-from mmkd.eval import masks, metrics, plots, protocols
+from mmkd.eval import metrics, plots, protocols
 from mmkd.eval.efficiency import CostConfig, measure_all
 from mmkd.eval.reports import Table, read_table, write_report, write_table
+from mmkd.subsets import modality_subsets, subset_label
 
 PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")
 ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
 # The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
 PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}
-LABELS = {"teacher": "KARMMA_T", "karmma": "KARMMA_S", "baseline": "Baseline",
-          "baseline-delta": "Baseline w/ δ"}
-ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]
+ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]  # registered methods follow, by name
 REPORT_ORDER = ["subsets_", "robustness_", "subsets", "missing_rate_", "missing_rate", "seen_unseen",
                 "efficiency", "ablation_tokens", "ablation_strategies"]
 
@@ -42,14 +41,18 @@ class ModelRef:
 
 
 def model_label(name: str) -> str:
-    """Paper names: teacher → KARMMA_T, karmma-video → KARMMA_S (V)."""
-    if name in LABELS:
-        return LABELS[name]
-    for method in sorted(LABELS, key=len, reverse=True):
+    """The method's report label (paper names): teacher → KARMMA_T, karmma-video → KARMMA_S (V)."""
+    import mmkd.train.methods  # noqa: F401  (registers the methods)
+    from mmkd.registry import methods
+
+    labels = {n: methods.get(n).label for n in methods.list()}
+    if name in labels:
+        return labels[name]
+    for method in sorted(labels, key=len, reverse=True):
         prefix = f"{method}-"
         if name.startswith(prefix):
             mods = name[len(prefix):].split("+")
-            return f"{LABELS[method]} ({masks.subset_label(mods)})"
+            return f"{labels[method]} ({subset_label(mods)})"
     return name
 
 
@@ -210,7 +213,7 @@ def efficiency_configs(cfg: C.RunConfig, sizes: str, devices: list[str],
     mods = list(base.data.modalities)
     out = []
     for device in devices:
-        for subset in masks.modality_subsets(mods):
+        for subset in modality_subsets(mods):
             for role, label in (("teacher", "KARMMA_T"), ("student", "KARMMA_S")):
                 recipe: C.RecipeConfig = getattr(base, role)
                 out.append(CostConfig(role=role, label=label,
@@ -229,9 +232,9 @@ def efficiency_results(configs: list[CostConfig], what: str, reports_dir: Path,
     teacher_mem: dict[tuple[str, str], float] = {}
     for cfg, cost, _ in results:
         if cfg.role == "teacher":
-            teacher_mem[(cfg.device, masks.subset_label(cfg.subset))] = cost.peak_mem_mib
+            teacher_mem[(cfg.device, subset_label(cfg.subset))] = cost.peak_mem_mib
     for cfg, cost, reused in results:
-        sub = masks.subset_label(cfg.subset)
+        sub = subset_label(cfg.subset)
         ratio = (100 * cost.peak_mem_mib / teacher_mem[(cfg.device, sub)]
                  if cfg.role == "student" and (cfg.device, sub) in teacher_mem else None)
         rows.append({"model": cfg.label, "modalities": sub, "device": cfg.device,
@@ -249,7 +252,7 @@ def efficiency_results(configs: list[CostConfig], what: str, reports_dir: Path,
                          "torch.utils.flop_counter (1 multiply-add = 2 FLOPs).",
                          *[f"peak memory: {m}" for m in methods_used]])
     for device in sorted({c.device for c in configs}):
-        subsets = [masks.subset_label(c.subset) for c in configs
+        subsets = [subset_label(c.subset) for c in configs
                    if c.device == device and c.role == "teacher"]
         series: dict[str, dict[str, list[float | None]]] = {"peak memory (MiB)": {}, "GFLOPs": {}}
         for label in ("KARMMA_T", "KARMMA_S"):

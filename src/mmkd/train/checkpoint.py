@@ -5,7 +5,8 @@ An output directory (RUN_DIR/teacher, RUN_DIR/students/<name>) holds
   meta.json          what best.safetensors is: model spec, resolved config, cache provenance,
                      epoch and metrics (load_model() rebuilds the model from it alone)
   last.safetensors   the full training state after the latest epoch (or step checkpoint):
-                     model, optimizer moments and per-rank RNG states as tensors, and the loop's
+                     the task (model.* the fusion model, then the method's own parts),
+                     optimizer moments and per-rank RNG states as tensors, and the loop's
                      counters (epoch, position in the epoch, best so far, running sums) as JSON
                      in the safetensors metadata, so one rename makes it all visible at once
   metrics.jsonl      one line per finished epoch
@@ -15,38 +16,21 @@ An output directory (RUN_DIR/teacher, RUN_DIR/students/<name>) holds
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 
 from mmkd.errors import MmkdError
-from mmkd.files import published
+from mmkd.files import published, tmp_for, write_json, write_safetensors
 from mmkd.models import FusionModel, ModelSpec
 
 BEST, LAST, META, METRICS, CONFIG = ("best.safetensors", "last.safetensors", "meta.json",
                                      "metrics.jsonl", "config.yaml")
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Safetensors written atomically (tmp file + rename). Serialised in memory and written by Python, so a full or read-only disk is an OSError
-    naming the file (safetensors' own writer raises an opaque SafetensorError)."""
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    with published(path, _tmp(path)) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    with published(path, _tmp(path)) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+_STATE_PREFIXES = ("optim.", "rng.")  # last.safetensors keys that are not the task's
 
 
 def start_run(out_dir: Path, config: dict[str, Any] | None, fresh: bool) -> None:
@@ -57,13 +41,13 @@ def start_run(out_dir: Path, config: dict[str, Any] | None, fresh: bool) -> None
         (out_dir / METRICS).unlink(missing_ok=True)
         (out_dir / LAST).unlink(missing_ok=True)
     if config is not None:
-        with published(out_dir / CONFIG, _tmp(out_dir / CONFIG)) as tmp:
+        with published(out_dir / CONFIG, tmp_for(out_dir / CONFIG)) as tmp:
             tmp.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def save_best(out_dir: Path, model: FusionModel, meta: dict[str, Any]) -> None:
     """Weights first, then meta: a meta.json always describes the weights next to it."""
-    save_tensors(model.state_dict(), out_dir / BEST, {"format": "mmkd-fusion"})
+    write_safetensors(out_dir / BEST, model.state_dict(), {"format": "mmkd-fusion"})
     write_json(out_dir / META, meta)
 
 
@@ -80,9 +64,11 @@ def load_model(ckpt_dir: str | Path, map_location: str = "cpu") -> tuple[FusionM
     return model.to(map_location).eval(), meta
 
 
-def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_training_state(path: Path, task: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         state: dict[str, Any], rng_states: dict[str, torch.Tensor]) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    """`task`'s state dict keys (model.*, the method's parts) next to optim.* and rng.*."""
+    tensors = dict(task.state_dict())
+    assert not any(k.startswith(_STATE_PREFIXES) for k in tensors), "reserved key prefix"
     opt = optimizer.state_dict()
     opt_scalars: dict[str, dict[str, Any]] = {}
     for pid, pstate in opt["state"].items():
@@ -92,19 +78,19 @@ def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
             else:
                 opt_scalars.setdefault(str(pid), {})[key] = value
     tensors.update({f"rng.{k}": v for k, v in rng_states.items()})
-    save_tensors(tensors, path, {"trainer_state": json.dumps(state),
+    write_safetensors(path, tensors, {"trainer_state": json.dumps(state),
                                  "param_groups": json.dumps(opt["param_groups"]),
                                  "optim_scalars": json.dumps(opt_scalars)})
 
 
-def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+def load_training_state(path: Path, task: torch.nn.Module, optimizer: torch.optim.Optimizer
                         ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore model and optimizer in place; return the loop state and the saved RNG states."""
+    """Restore task and optimizer in place; return the loop state and the saved RNG states."""
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata()
     tensors = load_file(str(path))
-    device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    device = next(task.parameters()).device
+    task.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIXES)})
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -4,9 +4,9 @@ Starting from a stage-2 student (`RUN_DIR/students/karmma`), the extractors of t
 modalities are rebuilt with the weights their cached tokens came from (checked against the
 cache provenance), made trainable and trained together with the fusion block on raw media
 (stage 1's readers and clip sampling + `mmkd.train.augment`), while the other modalities keep
-their cached tokens and the distillation targets stay the cached teacher logits. The training
-itself is stage 2's: the same method object (karmma: γ·CE + λ·KL, modality dropout), loop,
-schedule, checkpoints and exact resume (`mmkd.train.loop.fit`); only the model (`EndToEndStudent`,
+their cached tokens and the distillation targets stay the cached teacher outputs. The training
+itself is stage 2's: the same method task (karmma: γ·CE + λ·KL, modality dropout), run builder
+(`mmkd.train.runs`), loop, schedule, checkpoints and exact resume; only the model (`EndToEndStudent`,
 a FusionModel that runs its extractors + Θ-Average inside forward) and the batches
 (`FinetuneBatches`) differ.
 
@@ -36,6 +36,7 @@ writes the fine-tuned extractors' tokens into the cache as `<extractor>+ft-<out 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -56,12 +57,13 @@ from mmkd import registry
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import Extractor, create_extractor, get_spec
 from mmkd.extract.extractors.base import register_spec
-from mmkd.extract.extractors.weights import sha256_file
 from mmkd.extract.theta import n_out, theta_average
+from mmkd.files import sha256_file, write_json, write_safetensors
 from mmkd.models import FusionModel, ModelSpec
+from mmkd.subsets import modality_subsets, subset_label
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.finetune_data import FinetuneBatches, RawInputs
-from mmkd.train.loop import FitResult, ProgressFn, autocast_for, correct_counts, fit, to_device
+from mmkd.train.loop import FitResult, ProgressFn, correct_counts, masked_logits
 
 FT_TAG = "+ft-"
 EXTRACTORS_DIR = "extractors"
@@ -220,13 +222,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     from mmkd.datasets.manifest import manifest_hash, read_all
     from mmkd.extract.inputs import InputBuilder
     from mmkd.train.augment import Augment, flips_keep_labels
-    from mmkd.train.stage2 import (
-        TEACHER_ID,
-        VAL_SPLIT,
-        config_fingerprint,
-        label_heads,
-        resolve_device,
-    )
+    from mmkd.train.runs import VAL_SPLIT, fit_run, label_heads, method_class, resolve_device
 
     say = status or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -251,7 +247,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     heads = label_heads(cache, cfg)
     device = resolve_device(opts.device)
     tcfg = finetune_recipe(cfg.student.train, opts.epochs, opts.lr_scale)
-    method = registry.methods.get(smeta["method"])(tcfg, cache.n)
+    method_cls, method_cfg = method_class(smeta["method"], cfg)
     splits = set(cache.splits.tolist())
     eval_split = cfg.eval.split if cfg.eval.split in splits else VAL_SPLIT
 
@@ -275,9 +271,8 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     augments = {m: Augment(m, extractors[m].spec.input_kind, flip) for m in sources}
     cached = {m: e for m, e in features.items() if m not in sources}
     workers = cfg.extract.workers if opts.workers is None else opts.workers
-    teacher_id = TEACHER_ID if method.needs_teacher else None
     common = dict(cache=cache, samples=samples, builders=builders, cached=cached,
-                  batch_size=tcfg.batch_size, seed=tcfg.seed, teacher_id=teacher_id,
+                  batch_size=tcfg.batch_size, seed=tcfg.seed, needs=method_cls.needs(method_cfg),
                   workers=workers, pin_memory=device.type == "cuda")
     train_b = FinetuneBatches(split="train", shuffle=True, augments=augments, **common)
     val_b = (FinetuneBatches(split=VAL_SPLIT, shuffle=False, **common)
@@ -289,17 +284,18 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
               "sources": {m: _describe(s) for m, s in sources.items()}, "entries": entries}
     # memory/speed controls change no result, so a resume may change them
     controls = {"accum_steps": opts.accum_steps, "grad_checkpointing": opts.grad_checkpointing}
-    meta = {"kind": "student", "method": smeta["method"], "modalities": mods,
+    meta = {"kind": "student", "modalities": mods,
             "features": {**features, **entries}, "model": student.spec.to_dict(),
             "heads": heads, "cache": {"path": str(cache.path),
                                       "manifest_hash": cache.manifest_hash},
             "feature_provenance": {m: cache.feature_provenance(m, e) for m, e in features.items()},
-            "config": C.to_dict(cfg), "teacher_provenance": smeta.get("teacher_provenance"),
+            "teacher_provenance": smeta.get("teacher_provenance"),
             "finetune": {**record, **controls}}
-    meta["fingerprint"] = config_fingerprint(recipe=dataclasses.asdict(tcfg), **record)
+    # the peer of a two-student method (dml) starts from the same student
+    task = method_cls(model, method_cfg, tcfg, cache.n, make_model=lambda: copy.deepcopy(model))
     say(f"fine-tuning {', '.join(opts.modalities)} end to end → {out_dir}")
-    result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=device,
-                 progress=progress, resume=opts.resume, checkpoint_every=opts.checkpoint_every)
+    result = fit_run(task, train_b, val_b, tcfg, cfg, out_dir, meta, record, opts.device,
+                     progress, opts.resume, opts.checkpoint_every)
     weights = finalize(out_dir, list(sources))
 
     reextracted = []
@@ -410,7 +406,7 @@ def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
     fusion_sd, ext_sd = split_state(best, modalities)
     (out_dir / EXTRACTORS_DIR).mkdir(exist_ok=True)
     for m, path in paths.items():  # extractors first: a plain best.safetensors implies them
-        ckpt.save_tensors(ext_sd[m], path, metadata={"format": "mmkd-extractor", "modality": m})
+        write_safetensors(path, ext_sd[m], {"format": "mmkd-extractor", "modality": m})
     meta = json.loads((out_dir / ckpt.META).read_text())
     fusion = FusionModel(ModelSpec(**meta["model"]))
     fusion.load_state_dict(fusion_sd)
@@ -425,7 +421,7 @@ def _update_meta(out_dir: Path, changes: dict[str, Any]) -> None:
     meta = json.loads((out_dir / ckpt.META).read_text())
     for k, v in changes.items():
         meta[k] = {**meta[k], **v} if isinstance(v, dict) and isinstance(meta.get(k), dict) else v
-    ckpt.write_json(out_dir / ckpt.META, meta)
+    write_json(out_dir / ckpt.META, meta)
 
 
 def load_finetuned(out_dir: str | Path, map_location: str = "cpu"
@@ -484,27 +480,24 @@ def reextract(run_dir: Path, cfg: C.RunConfig, manifest_dir: Path, s: _Source, w
 
 
 # ------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
 def subset_accuracy(model: FusionModel, batches, modalities: list[str], device: torch.device,
                     precision: str = "auto") -> dict[str, dict[str, float]]:
     """Top-1 accuracy (per head, and `acc` = all heads right) for every non-empty modality
     subset (Table 1's protocol: the other modalities marked missing), in one pass: the
     extractors of an EndToEndStudent run once per batch, the fusion block once per subset."""
-    from mmkd.eval.masks import modality_subsets, subset_label
-
-    model.eval().to(device)
-    subsets = modality_subsets(modalities)
-    sums: dict[str, Counter] = {subset_label(s): Counter() for s in subsets}
+    model.to(device)
+    subsets = {subset_label(s): s for s in modality_subsets(modalities)}
+    sums: dict[str, Counter] = {label: Counter() for label in subsets}
     n = 0
-    for batch in batches:
-        batch = to_device(batch, device)
-        with autocast_for(device, precision):
-            tokens = model.encode(batch["tokens"], batch["present"]) \
-                if isinstance(model, EndToEndStudent) else batch["tokens"]
-            for s in subsets:
-                present = {m: p.bool() & (m in s) for m, p in batch["present"].items()}
-                hits = correct_counts(model(tokens, present).logits, batch["labels"])
-                sums[subset_label(s)].update({k: int(v) for k, v in hits.items()})
+
+    def masks(batch):
+        return {label: {m: torch.full_like(p, m in s, dtype=torch.bool)
+                        for m, p in batch["present"].items()} for label, s in subsets.items()}
+
+    for batch, out in masked_logits(model, batches, masks, device, precision):
+        for label, logits in out.items():
+            sums[label].update({k: int(v) for k, v in
+                                correct_counts(logits, batch["labels"]).items()})
         n += int(batch["index"].shape[0])
     return {label: {("acc" if k == "all" else f"acc_{k}"): v / max(n, 1) for k, v in c.items()}
             for label, c in sums.items()}

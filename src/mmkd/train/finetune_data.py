@@ -4,7 +4,7 @@
 `len`, `set_epoch`, batch order as a function of (seed, epoch), DDP rank slices, batch dict). The
 fine-tuned modalities are decoded by stage 1's `InputBuilder` (readers + clip sampling + input
 contract) in DataLoader worker processes, overlapped with the training step; the main process
-joins each decoded batch with the cached tokens, labels and teacher logits of the same sample
+joins each decoded batch with the cached tokens, labels and teacher outputs of the same sample
 indices. A fine-tuned modality's entry in `batch["tokens"]` is a `RawInputs` (the extractor's
 input tensors), which `EndToEndStudent` turns into tokens inside the model's forward.
 Media that cannot be decoded make that modality missing for the sample (present=False), as in
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmkd.cache.loader import CacheBatches
+from mmkd.cache.loader import BatchNeeds, CacheBatches
 from mmkd.datasets.manifest import Sample
 from mmkd.extract.inputs import InputBuilder
 from mmkd.extract.runner import decode_errors, decode_loader_options
@@ -92,12 +92,12 @@ class FinetuneBatches:
     def __init__(self, cache: Cache, samples: list[Sample], builders: dict[str, InputBuilder],
                  cached: dict[str, str],
                  split: str, batch_size: int, shuffle: bool, seed: int,
-                 teacher_id: str | None = None, augments: dict[str, Augment] | None = None,
+                 needs: BatchNeeds | None = None, augments: dict[str, Augment] | None = None,
                  workers: int = 2, pin_memory: bool = False, rank: int = 0, world_size: int = 1):
-        # Order, cached tokens, labels and teacher logits come from the stage-2 loader itself, so
+        # Order, cached tokens, labels and teacher outputs come from the stage-2 loader itself, so
         # both stages see the same batches for the same seed, epoch and rank.
         self.cached = CacheBatches(cache, cached, split, batch_size, shuffle, seed,
-                                   teacher_id=teacher_id, rank=rank, world_size=world_size)
+                                   needs=needs, rank=rank, world_size=world_size)
         self.clips = RawClips(samples, builders, augments, seed)
         self.workers, self.pin_memory = workers, pin_memory
         self.failures: Counter = Counter()  # decode failure reason -> count (this process)

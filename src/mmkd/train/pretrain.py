@@ -33,20 +33,20 @@ from mmkd import config as C
 from mmkd.datasets.manifest import Sample, read_all
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import Extractor, create_extractor, get_spec
-from mmkd.extract.extractors.weights import sha256_file
 from mmkd.extract.inputs import InputBuilder
 from mmkd.extract.runner import decode_loader_options
 from mmkd.extract.sampling import ClipSampler
+from mmkd.files import sha256_file, write_safetensors
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.augment import Augment, flips_keep_labels, sample_rng
 from mmkd.train.finetune import NO_DECAY_SUFFIXES
 from mmkd.train.finetune_data import RawClips, RawInputs, collate
-from mmkd.train.loop import FitResult, ProgressFn, fit
+from mmkd.train.loop import FitResult, ProgressFn
 from mmkd.train.methods import BaselineMethod
-from mmkd.train.stage2 import VAL_SPLIT, config_fingerprint
+from mmkd.train.methods.base import NoConfig
+from mmkd.train.runs import TRAIN_SPLIT, VAL_SPLIT, fit_run
 
 PRETRAINED_DIR = "pretrained"
-TRAIN_SPLIT = "train"
 
 
 def weights_name(modality: str, extractor: str) -> str:
@@ -294,11 +294,10 @@ def train_extractor(run_dir: str | Path, cfg: C.RunConfig, inputs: PretrainInput
     meta = {"kind": "pretrain", "extractor": extractor, "modality": m, "heads": inputs.heads,
             "clip": C.to_dict(cfg.clip), "recipe": C.to_dict(tcfg), "flip": inputs.flip,
             "manifest": str(inputs.manifest_dir)}
-    meta["fingerprint"] = config_fingerprint(**meta)
+    task = PretrainMethod(model, NoConfig(), tcfg, inputs.n_samples)
     ckpt_dir = out / f".{m}-{extractor}"
-    res = fit(PretrainMethod(tcfg, inputs.n_samples), model, train_b, val_b, tcfg, ckpt_dir,
-              {**meta, "config": C.to_dict(cfg)}, device=device, progress=progress,
-              resume=resume)
+    res = fit_run(task, train_b, val_b, tcfg, cfg, ckpt_dir, meta, meta,
+                  device, progress, resume, checkpoint_every=0)
     path = export_extractor(ckpt_dir, out / weights_name(m, extractor))
     failures = inputs.failures + train_b.failures + (val_b.failures if val_b else Counter())
     return PretrainResult(m, extractor, path, sha256_file(path), res, len(inputs.train_idx),
@@ -336,12 +335,9 @@ def export_extractor(ckpt_dir: Path, path: Path) -> Path:
     from safetensors.torch import load_file
 
     best = load_file(str(ckpt_dir / ckpt.BEST))
-    sd = {k[len("extractor."):]: v.contiguous() for k, v in best.items()
-          if k.startswith("extractor.")}
-    # one metadata entry: safetensors writes metadata in hash-map order, so with two the bytes
-    # (and the sha256 the cache records as provenance) would change on every re-export
-    ckpt.save_tensors(sd, path, metadata={"format": "mmkd-extractor"})
-    return path
+    sd = {k[len("extractor."):]: v for k, v in best.items() if k.startswith("extractor.")}
+    # the cache records this file's sha256 as provenance: one metadata entry (see the writer)
+    return write_safetensors(path, sd, {"format": "mmkd-extractor"})
 
 
 def _as_list(items: list) -> list:

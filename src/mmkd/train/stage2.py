@@ -1,16 +1,14 @@
-"""Stage 2 end to end: the teacher from its cached tokens (then its logits into the cache), and
-students/baselines from theirs plus those logits. The CLI (`mmkd train teacher`, `mmkd distill`)
-and `mmkd demo` call these two functions; both run unchanged under `torchrun` (DDP).
+"""Stage 2 end to end: teachers from their cached tokens (then their logits, and optionally
+pooled features, into the cache), and students/baselines from theirs plus what their method
+reads from the cache. The CLI (`mmkd train teacher`, `mmkd distill`) and `mmkd demo` call these
+two functions; both run unchanged under `torchrun` (DDP).
 
-Output directories: RUN_DIR/teacher/ and RUN_DIR/students/<method>[-<m1+m2…>]/, see
-`mmkd.train.checkpoint` for their files.
+Output directories: RUN_DIR/teacher/ (RUN_DIR/teachers/<id>/ for other named teachers) and
+RUN_DIR/students/<method>[-<m1+m2…>]/, see `mmkd.train.checkpoint` for their files.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +19,23 @@ import torch
 
 from mmkd import config as C
 from mmkd.errors import MmkdError
-from mmkd.registry import methods, models
+from mmkd.files import sha256_file
+from mmkd.registry import models
 from mmkd.train import checkpoint as ckpt
 from mmkd.train import distributed as D
-from mmkd.train.loop import FitResult, ProgressFn, autocast_for, fit, to_device
+from mmkd.train.loop import FitResult, ProgressFn, autocast_for, to_device
+from mmkd.train.methods import BatchNeeds, student_methods
+from mmkd.train.runs import (
+    TRAIN_SPLIT,
+    VAL_SPLIT,
+    build_task,
+    fit_run,
+    label_heads,
+    method_class,
+    resolve_device,
+)
 
-TEACHER_ID = "teacher"
-VAL_SPLIT = "val"
+TEACHER_ID = "teacher"  # the default teacher: what karmma and kd distil from
 
 
 @dataclass
@@ -58,138 +66,151 @@ def resolve_features(cache, extractors: dict[str, str], modalities: list[str], r
     return features
 
 
-def label_heads(cache, cfg: C.RunConfig) -> dict[str, int]:
-    unknown = [h for h in cfg.data.heads if h not in cache.heads]
-    if unknown:
-        raise MmkdError(f"data.heads lists {unknown} but the cache has only "
-                        f"{list(cache.heads)}; fix data.heads in mmkd.yaml")
-    return {h: cache.heads[h] for h in cfg.data.heads}
+def cache_batches(cache, features: dict[str, str], train: C.TrainConfig, needs: BatchNeeds,
+                  in_ram: bool = False):
+    """Train (shuffled) and val (None when the cache has no val split) loaders of this rank."""
+    from mmkd.cache.loader import CacheBatches
 
-
-def config_fingerprint(**parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def resolve_device(device: str | None) -> torch.device:
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    rank, world = D.rank_world()
+    common = dict(features=features, seed=train.seed, in_ram=in_ram, needs=needs,
+                  batch_size=train.batch_size // world, rank=rank, world_size=world)
+    train_b = CacheBatches(cache, split=TRAIN_SPLIT, shuffle=True, **common)
+    val_b = (CacheBatches(cache, split=VAL_SPLIT, shuffle=False, **common)
+             if VAL_SPLIT in set(cache.splits.tolist()) else None)
+    return train_b, val_b
 
 
 def _train(cache, cfg: C.RunConfig, role: str, method_name: str, modalities: list[str],
            out_dir: Path, device: str | None, progress: ProgressFn | None, resume: bool,
            checkpoint_every: int, in_ram: bool, extra_meta: dict[str, Any]
            ) -> tuple[FitResult, Any, dict[str, str]]:
-    from mmkd.cache.loader import CacheBatches
-
     recipe: C.RecipeConfig = getattr(cfg, role)
-    tcfg = recipe.train
     features = resolve_features(cache, recipe.extractors, modalities, role)
     heads = label_heads(cache, cfg)
-    method = methods.get(method_name)(tcfg, cache.n)
-    rank, world = D.rank_world()
-    if tcfg.batch_size % world:
-        raise MmkdError(f"{role}.train.batch_size={tcfg.batch_size} is the global batch and must "
-                        f"be divisible by the {world} processes")
-    common = dict(features=features, seed=tcfg.seed, in_ram=in_ram,
-                  teacher_id=TEACHER_ID if method.needs_teacher else None)
-    train_b = CacheBatches(cache, split="train", batch_size=tcfg.batch_size // world,
-                           shuffle=True, rank=rank, world_size=world, **common)
-    val_b = (CacheBatches(cache, split=VAL_SPLIT, batch_size=tcfg.batch_size // world,
-                          shuffle=False, rank=rank, world_size=world, **common)
-             if VAL_SPLIT in set(cache.splits.tolist()) else None)
+    cls, mcfg = method_class(method_name, cfg)
+    needs = cls.needs(mcfg)
+    check_teachers(cache, needs, heads)
+    train_b, val_b = cache_batches(cache, features, recipe.train, needs, in_ram)
     shapes = {m: (r.theta, r.dim) for m, r in train_b.readers.items()}
-    torch.manual_seed(tcfg.seed)
-    model = models.get(role)(recipe.fusion, shapes, heads,
-                             method.missing_strategy(recipe.fusion.missing_strategy))
+    task = build_task(method_name, cfg, recipe.train, cache.n,
+                      lambda s: models.get(role)(recipe.fusion, shapes, heads, s),
+                      recipe.fusion.missing_strategy)
     provenance = {m: cache.feature_provenance(m, e) for m, e in features.items()}
-    meta = {"kind": role, "method": method_name, "modalities": modalities, "features": features,
-            "model": model.spec.to_dict(), "heads": heads,
+    teachers = {t: cache.teacher_provenance(t) for t in needs.teachers}
+    meta = {"kind": role, "modalities": modalities, "features": features, "heads": heads,
             "cache": {"path": str(cache.path), "manifest_hash": cache.manifest_hash},
-            "feature_provenance": provenance, "config": C.to_dict(cfg), **extra_meta}
-    meta["fingerprint"] = config_fingerprint(method=method_name, features=features, heads=heads,
-                                       recipe=C.to_dict(recipe), manifest=cache.manifest_hash,
-                                       provenance=provenance, **extra_meta)
-    result = fit(method, model, train_b, val_b, tcfg, out_dir, meta, device=resolve_device(device),
-                 progress=progress, resume=resume, checkpoint_every=checkpoint_every)
-    return result, model, features
+            "feature_provenance": provenance, **extra_meta}
+    if teachers:
+        meta["teacher_provenance"] = teachers[needs.teachers[0]] if len(teachers) == 1 \
+            else teachers
+    result = fit_run(task, train_b, val_b, recipe.train, cfg, out_dir, meta,
+                     {"features": features, "heads": heads, "fusion": C.to_dict(recipe.fusion),
+                      "manifest": cache.manifest_hash, "provenance": provenance,
+                      "teachers": teachers, **extra_meta},
+                     device, progress, resume, checkpoint_every)
+    return result, task.model, features
+
+
+def check_teachers(cache, needs: BatchNeeds, heads: dict[str, int]) -> None:
+    """Every teacher output the method reads is in the cache (errors point to `train teacher`)."""
+    for t in needs.logits:
+        for head in heads:
+            cache.require_teacher_output(t, "logits", head)
+    for t, m in needs.features:
+        cache.require_teacher_output(t, "features", m)
+
+
+def teacher_dir(run_dir: Path, teacher_id: str) -> Path:
+    """RUN_DIR/teacher for the default teacher, RUN_DIR/teachers/<id> for the others."""
+    return run_dir / "teacher" if teacher_id == TEACHER_ID else run_dir / "teachers" / teacher_id
 
 
 def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
                   device: str | None = None, progress: ProgressFn | None = None,
                   resume: bool = True, checkpoint_every: int = 0, in_ram: bool = False,
-                  predict_progress: Callable[[int], None] | None = None) -> TeacherResult:
-    """Train KARMMA_T on the teacher extractors' tokens, keep the best epoch on `val`, and
-    write its logits for every sample of every split into the cache (teachers/teacher)."""
+                  predict_progress: Callable[[int], None] | None = None,
+                  teacher_id: str = TEACHER_ID, modalities: list[str] | None = None,
+                  write_features: bool = False) -> TeacherResult:
+    """Train KARMMA_T on the teacher extractors' tokens (all of data.modalities, or a subset for
+    a unimodal / cross-modal teacher), keep the best epoch on `val`, and write its logits (and,
+    with `write_features`, its pooled per-modality features) for every sample of every split
+    into the cache under teachers/<teacher_id>."""
     from mmkd.cache import Cache
+    from mmkd.cache.schema import check_name
 
+    check_name("teacher", teacher_id)  # before training, not when its outputs are written
+    mods = _subset(modalities, cfg)
     cache = Cache.open(cache_path, mode="r+")
     out_dir = Path(out_dir)
-    result, model, features = _train(cache, cfg, "teacher", "teacher", list(cfg.data.modalities),
-                                     out_dir, device, progress, resume, checkpoint_every, in_ram,
-                                     {})
+    extra = {} if teacher_id == TEACHER_ID else {"teacher_id": teacher_id}
+    result, _, features = _train(cache, cfg, "teacher", "teacher", mods, out_dir, device,
+                                 progress, resume, checkpoint_every, in_ram, extra)
     shapes: dict[str, tuple[int, int]] = {}
     if D.rank_world()[0] == 0:
-        best, meta = ckpt.load_model(out_dir, map_location=str(resolve_device(device)))
-        logits = predict_logits(best, cache, features, resolve_device(device),
+        dev = resolve_device(device)
+        best, meta = ckpt.load_model(out_dir, map_location=str(dev))
+        outputs = predict_cache(best, cache, features, dev,
                                 batch_size=cfg.teacher.train.batch_size,
-                                precision=cfg.teacher.train.precision, progress=predict_progress)
+                                precision=cfg.teacher.train.precision,
+                                progress=predict_progress, with_features=write_features)
         provenance = {"checkpoint": str((out_dir / ckpt.BEST).resolve()),
-                      "weights_sha256": _file_sha256(out_dir / ckpt.BEST),
+                      "weights_sha256": sha256_file(out_dir / ckpt.BEST),
                       "epoch": meta["epoch"], "selected_by": meta["selected_by"],
                       "features": features, "fingerprint": meta["fingerprint"]}
-        for head, logits_NC in logits.items():
-            cache.write_teacher_logits(TEACHER_ID, head, logits_NC, provenance)
+        for head, logits_NC in outputs.logits.items():
+            cache.write_teacher_logits(teacher_id, head, logits_NC, provenance)
             shapes[head] = tuple(logits_NC.shape)
+        cache.write_teacher_features(teacher_id, outputs.features)
     if D.is_distributed():
         torch.distributed.barrier()
     return TeacherResult(result, shapes)
+
+
+def _subset(modalities: list[str] | None, cfg: C.RunConfig) -> list[str]:
+    """A non-empty subset of data.modalities, in the config's order."""
+    wanted = list(modalities or cfg.data.modalities)
+    if not wanted or any(m not in cfg.data.modalities for m in wanted):
+        raise MmkdError(f"--modalities {','.join(wanted)}: choose a non-empty subset of "
+                        f"data.modalities ({','.join(cfg.data.modalities)})")
+    return [m for m in cfg.data.modalities if m in wanted]
 
 
 def distill(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
             method: str = "karmma", modalities: list[str] | None = None,
             device: str | None = None, progress: ProgressFn | None = None, resume: bool = True,
             checkpoint_every: int = 0, in_ram: bool = False) -> FitResult:
-    """Train a student (karmma) or a baseline on the student extractors' cached tokens."""
+    """Train a student method (karmma, kd, dml, a baseline) on the student extractors' tokens."""
     from mmkd.cache import Cache
 
-    if method == "teacher" or method not in methods:
-        raise MmkdError(f"--method {method!r}: use karmma, baseline or baseline-delta")
-    wanted = list(modalities or cfg.data.modalities)
-    if not wanted or any(m not in cfg.data.modalities for m in wanted):
-        raise MmkdError(f"--modalities {','.join(wanted)}: choose a non-empty subset of "
-                        f"data.modalities ({','.join(cfg.data.modalities)})")
-    mods = [m for m in cfg.data.modalities if m in wanted]  # the config's order, always
+    if method not in student_methods():
+        raise MmkdError(f"--method {method!r}: use one of {', '.join(student_methods())}")
+    mods = _subset(modalities, cfg)
     cache = Cache.open(cache_path, mode="r")
-    extra_meta: dict[str, Any] = {}
-    if methods.get(method).needs_teacher:
-        for head in label_heads(cache, cfg):
-            cache.teacher_logits(TEACHER_ID, head)  # a clear error pointing to `train teacher`
-        extra_meta["teacher_provenance"] = cache.teacher_provenance(TEACHER_ID)
     result, _, _ = _train(cache, cfg, "student", method, mods, Path(out_dir), device, progress,
-                          resume, checkpoint_every, in_ram, extra_meta)
+                          resume, checkpoint_every, in_ram, {})
     return result
 
 
+@dataclass
+class CacheOutputs:
+    logits: dict[str, np.ndarray]  # head -> (N, C) float32
+    features: dict[str, np.ndarray]  # modality -> (N, d) float16 pooled output tokens (z_m)
+
+
 @torch.no_grad()
-def predict_logits(model, cache, features: dict[str, str], device: torch.device,
-                   batch_size: int = 64, precision: str = "auto",
-                   progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Logits (N, C) per head for every sample of the cache, all available modalities."""
+def predict_cache(model, cache, features: dict[str, str], device: torch.device,
+                  batch_size: int = 64, precision: str = "auto",
+                  progress: Callable[[int], None] | None = None,
+                  with_features: bool = False) -> CacheOutputs:
+    """A model's logits (and pooled per-modality features) for every sample of the cache, with
+    every available modality."""
     from mmkd.cache.loader import CacheBatches
 
     model.eval().to(device)
-    out = {h: np.zeros((cache.n, c), np.float32) for h, c in model.spec.heads.items()}
+    out = CacheOutputs({h: np.zeros((cache.n, c), np.float32)
+                        for h, c in model.spec.heads.items()},
+                       {m: np.zeros((cache.n, model.spec.width), np.float16)
+                        for m in features} if with_features else {})
     for split in sorted(set(cache.splits.tolist())):
         batches = CacheBatches(cache, features, split, batch_size, shuffle=False, seed=0)
         for batch in batches:
@@ -198,7 +219,9 @@ def predict_logits(model, cache, features: dict[str, str], device: torch.device,
                 res = model(batch["tokens"], batch["present"])
             idx = batch["index"].cpu().numpy()
             for h, logits_BC in res.logits.items():
-                out[h][idx] = logits_BC.float().cpu().numpy()
+                out.logits[h][idx] = logits_BC.float().cpu().numpy()
+            for m, z_Bd in res.modality_tokens.items() if with_features else ():
+                out.features[m][idx] = z_Bd.float().cpu().numpy()
             if progress is not None:
                 progress(len(idx))
     return out

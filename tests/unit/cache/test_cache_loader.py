@@ -6,7 +6,7 @@ import torch
 from cache_fill import DIM, HEADS, PROVENANCE, THETA, fill_unit, make_cache
 
 from mmkd.cache import Cache
-from mmkd.cache.loader import CacheBatches
+from mmkd.cache.loader import BatchNeeds, CacheBatches
 from mmkd.errors import MmkdError
 
 
@@ -19,17 +19,22 @@ def cache(tmp_path, rng):
             fill_unit(str(path), u.id, modality=mod)
     for head, classes in HEADS.items():
         c.write_teacher_logits("t0", head, rng.standard_normal((23, classes)), {})
+    c.write_teacher_features("t0", {"audio": rng.standard_normal((23, 5)).astype(np.float16)})
     return Cache.open(path)
 
 
+def _clone(v):
+    return v.clone() if torch.is_tensor(v) else {k: _clone(x) for k, x in v.items()}
+
+
 def epoch(batches):
-    return [{k: (v.clone() if torch.is_tensor(v) else {m: t.clone() for m, t in v.items()})
-             for k, v in b.items()} for b in batches]
+    return [_clone(b) for b in batches]
 
 
 def test_batches_cover_split_once_and_match_reader(cache):
     feats = {"video": "test_ext", "audio": "test_ext"}
-    b = CacheBatches(cache, feats, "train", batch_size=4, shuffle=True, seed=1, teacher_id="t0")
+    needs = BatchNeeds(logits=("t0",), features=(("t0", "audio"),))
+    b = CacheBatches(cache, feats, "train", batch_size=4, shuffle=True, seed=1, needs=needs)
     train = cache.indices("train")
     got = epoch(b)
     assert len(b) == len(got) == -(-len(train) // 4)
@@ -37,13 +42,16 @@ def test_batches_cover_split_once_and_match_reader(cache):
     ref = cache.array("video", "test_ext", "tokens")
     present = cache.array("audio", "test_ext", "present")[:]
     verb, t_noun = cache.labels("verb"), cache.teacher_logits("t0", "noun")
+    t_audio = cache.teacher_features("t0", "audio")
     for x in got:
         idx = x["index"].numpy()
         np.testing.assert_array_equal(x["tokens"]["video"].numpy(), ref.oindex[idx])
         assert x["tokens"]["audio"].dtype == torch.float32
         np.testing.assert_array_equal(x["present"]["audio"].numpy(), present[idx])
         np.testing.assert_array_equal(x["labels"]["verb"].numpy(), verb[idx])
-        np.testing.assert_array_equal(x["teacher_logits"]["noun"].numpy(), t_noun[idx])
+        np.testing.assert_array_equal(x["teachers"]["t0"]["logits"]["noun"].numpy(), t_noun[idx])
+        np.testing.assert_array_equal(x["teachers"]["t0"]["features"]["audio"].numpy(),
+                                      t_audio[idx])
     order = [x["index"].tolist() for x in got]
     again = CacheBatches(cache, feats, "train", 4, True, 1, in_ram=True)
     assert [x["index"].tolist() for x in again] == order  # same seed and epoch: same batches
@@ -69,7 +77,14 @@ def test_missing_group_and_teacher_are_named(cache):
     with pytest.raises(MmkdError, match="mmkd extract --modality flow --extractor test_ext"):
         CacheBatches(cache, {"flow": "test_ext"}, "train", 4, True, 0)
     with pytest.raises(MmkdError, match="mmkd train teacher"):
-        CacheBatches(cache, {"video": "test_ext"}, "train", 4, True, 0, teacher_id="nope")
+        CacheBatches(cache, {"video": "test_ext"}, "train", 4, True, 0,
+                     needs=BatchNeeds(logits=("nope",)))
+    with pytest.raises(MmkdError, match="mmkd train teacher --name t0 --features"):
+        CacheBatches(cache, {"video": "test_ext"}, "train", 4, True, 0,
+                     needs=BatchNeeds(features=(("t0", "video"),)))
+    only_logits = CacheBatches(cache, {"video": "test_ext"}, "train", 4, True, 0,
+                               needs=BatchNeeds(logits=("t0",)))
+    assert only_logits.teachers["t0"]["features"] == {}  # loads what the method declares
 
 
 def test_float16_batches_skip_the_conversion(cache):

@@ -91,6 +91,31 @@ def test_teacher_logits_round_trip_and_missing(tmp_path, rng):
         Cache.open(c.path, "r").write_teacher_logits("t1", "verb", logits, {})
 
 
+def test_teacher_features_round_trip_replace_and_verify(tmp_path, rng):
+    from mmkd.cache.verify import verify
+
+    c = make_cache(tmp_path / "cache.zarr", n=10)
+    with pytest.raises(MmkdError, match="mmkd train teacher"):  # logits make the teacher first
+        c.write_teacher_features("t0", {"audio": np.zeros((10, 4), np.float16)})
+    c.write_teacher_logits("t0", "verb", np.zeros((10, HEADS["verb"]), np.float32), {})
+    z = rng.standard_normal((10, 4)).astype(np.float16)
+    c.write_teacher_features("t0", {"audio": z, "video": z * 2})
+    assert Cache.open(c.path).teacher_feature_modalities("t0") == ["audio", "video"]
+    np.testing.assert_array_equal(Cache.open(c.path).teacher_features("t0", "video"), z * 2)
+    c.write_teacher_features("t0", {"audio": z})  # a retrained teacher leaves nothing stale
+    assert c.teacher_feature_modalities("t0") == ["audio"]
+    with pytest.raises(MmkdError, match="--name t0 --features"):
+        c.teacher_features("t0", "video")
+    with pytest.raises(MmkdError, match=r"shape \(3, 4\)"):
+        c.write_teacher_features("t0", {"audio": z[:3]})
+    assert not verify(c).problems
+    bad = z.copy()
+    bad[6] = np.inf
+    c.write_teacher_features("t0", {"audio": bad})
+    (problem,) = verify(c).problems
+    assert problem.where == "teachers/t0/features/audio" and problem.sample_ids == [c.sample_ids[6]]
+
+
 def test_create_refuses_a_foreign_directory(tmp_path):
     (tmp_path / "cache.zarr").mkdir()
     (tmp_path / "cache.zarr" / "notes.txt").write_text("x")

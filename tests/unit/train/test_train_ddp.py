@@ -27,6 +27,7 @@ from mmkd.models import build_teacher
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.loop import fit
 from mmkd.train.methods import TeacherMethod
+from mmkd.train.methods.teacher import TeacherConfig
 
 GLOBAL_BATCH = 8
 
@@ -47,7 +48,7 @@ def _run(rank: int, world: int, cache_path: str, out_dir: str, port: int) -> Non
     torch.manual_seed(0)
     model = build_teacher(fusion, {m: (r.theta, r.dim) for m, r in train.readers.items()},
                           cache.heads)
-    fit(TeacherMethod(cfg, cache.n), model, train, val, cfg, out_dir, {})
+    fit(TeacherMethod(model, TeacherConfig(), cfg, cache.n), train, val, cfg, out_dir, {})
     if world > 1:
         dist.destroy_process_group()
 

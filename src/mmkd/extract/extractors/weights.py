@@ -4,23 +4,15 @@ family, and a strict fit check: a file that does not fit stops with the missing/
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from mmkd.errors import MmkdError
+from mmkd.files import sha256_file
 
 _WRAPPERS = ("state_dict", "model", "module", "model_state")
 _SHOW = 8
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

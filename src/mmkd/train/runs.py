@@ -1,0 +1,90 @@
+"""One way to set up a training run (config → data → model → task → `fit`), used by stage 2,
+pretraining, stage-3 fine-tuning and the ablations, and what they all resolve the same way:
+split names, the device, the label heads, the config fingerprint that guards a resume.
+
+The caller brings the data (cached tokens, decoded clips) and a model factory; `build_task` seeds
+torch, builds the model with the method's missing-modality strategy and wraps it in the method's
+task; `fit_run` writes the resolved config next to the outputs and fingerprints everything that
+changes the result (recipe, method config, features and their provenance, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmkd import config as C
+from mmkd.errors import MmkdError
+from mmkd.registry import methods
+from mmkd.train import distributed as D
+from mmkd.train.loop import FitResult, ProgressFn, fit
+
+TRAIN_SPLIT, VAL_SPLIT = "train", "val"
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def label_heads(cache, cfg: C.RunConfig) -> dict[str, int]:
+    """data.heads with their class counts from the cache (one error naming the unknown ones)."""
+    unknown = [h for h in cfg.data.heads if h not in cache.heads]
+    if unknown:
+        raise MmkdError(f"data.heads lists {unknown} but the cache has only "
+                        f"{list(cache.heads)}; fix data.heads in mmkd.yaml")
+    return {h: cache.heads[h] for h in cfg.data.heads}
+
+
+def config_fingerprint(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def method_class(name: str, cfg: C.RunConfig):
+    """The registered method and its typed config (defaults + `methods.<name>` of the run)."""
+    unknown = sorted(set(cfg.methods) - set(methods.list()))
+    if unknown:
+        raise MmkdError(f"methods.{unknown[0]} in mmkd.yaml: no such method (known: "
+                        f"{', '.join(methods.list())})")
+    cls = methods.get(name)
+    return cls, cls.config_from(cfg)
+
+
+def build_task(name: str, cfg: C.RunConfig, train: C.TrainConfig, n_samples: int,
+               make_model: Callable[[str], torch.nn.Module], configured_strategy: str):
+    """Seed torch with train.seed, build the model with the method's strategy, wrap it."""
+    cls, mcfg = method_class(name, cfg)
+    strategy = cls.missing_strategy(configured_strategy)
+    torch.manual_seed(train.seed)
+    model = make_model(strategy)
+    return cls(model, mcfg, train, n_samples, make_model=lambda: make_model(strategy))
+
+
+def fit_run(task, train_batches, val_batches, train: C.TrainConfig, cfg: C.RunConfig,
+            out_dir: Path, meta: dict[str, Any], fingerprint: dict[str, Any], device: str | None,
+            progress: ProgressFn | None, resume: bool, checkpoint_every: int) -> FitResult:
+    """`fit` with the method, its config and the resolved run config in meta and fingerprint.
+    `fingerprint` holds what else decides the result (features, provenance, heads, ...)."""
+    if train.batch_size % D.rank_world()[1]:
+        raise MmkdError(f"train.batch_size={train.batch_size} is the global batch and must be "
+                        f"divisible by the {D.rank_world()[1]} processes")
+    method_cfg = dataclasses.asdict(task.cfg)
+    meta = {"method": task.name, "method_config": method_cfg, **meta, "config": C.to_dict(cfg)}
+    meta["fingerprint"] = config_fingerprint(**{"method": task.name, "method_config": method_cfg,
+                                                "recipe": dataclasses.asdict(train),
+                                                **fingerprint})
+    if D.rank_world()[0] == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    return fit(task, train_batches, val_batches, train, out_dir, meta,
+               device=resolve_device(device), progress=progress, resume=resume,
+               checkpoint_every=checkpoint_every)

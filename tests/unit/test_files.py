@@ -14,7 +14,7 @@ def test_not_utf8_names_file_line_byte_and_column(tmp_path):
                                         "save the file as UTF-8"):
         read_class_list(path, "verb")
     path.write_bytes("\ufeffopen\nschälen\n".encode())  # a BOM and real UTF-8 are fine
-    assert read_class_list(path) == ["open", "schälen"] and read_text(path).startswith("open")
+    assert read_class_list(path, "verb").names == ["open", "schälen"] and read_text(path).startswith("open")
 
 
 def test_published_renames_on_success_and_removes_the_temp_file_on_a_full_disk(tmp_path):

@@ -181,7 +181,10 @@ class Cache:
             raise MmkdError(f"{self.path}: opened read-only; open with mode='r+' to write")
         mod_meta = self.path / modality / "zarr.json"
         if not mod_meta.exists():  # identical content from every racer; LocalStore writes atomically
-            zarr.open_group(str(self.path / modality), mode="a")
+            try:
+                zarr.open_group(str(self.path / modality), mode="a")
+            except zarr.errors.ContainsGroupError:
+                pass  # another writer created it between zarr's own check and its create
         tmp = _tmp_dir(self.path)
         try:
             self._build_feature_group(tmp, provenance)

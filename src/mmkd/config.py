@@ -218,8 +218,23 @@ PRESETS = {
 }
 
 
-def run_preset(dataset: str) -> RunConfig:
-    """The default RunConfig for a dataset name (custom datasets start from EPIC's recipes)."""
+SIZES = ("small", "paper")
+SMALL_DETECTION = "stlt_l9"  # the smallest STLT with released weights
+
+
+def run_preset(dataset: str, size: str = "paper") -> RunConfig:
+    """The default RunConfig for a dataset name (custom datasets start from EPIC's recipes).
+
+    `size="small"` keeps the dataset's modalities and heads but takes the demo's sizes (its
+    extractors, 8 frames, Θ = 16, short recipes): what trains from scratch on ~1k clips on CPU."""
+    if size not in SIZES:
+        raise MmkdError(f"--size {size}: allowed: {', '.join(SIZES)}")
+    if size == "small" and dataset != "demo":
+        small, cfg = run_preset("demo"), run_preset(dataset)
+        small.data = cfg.data
+        for role in (small.teacher, small.student):
+            role.extractors.setdefault("detection", SMALL_DETECTION)
+        return small
     if dataset == "ssv2":
         return RunConfig(
             data=DataConfig(dataset="ssv2", modalities=["video", "flow", "detection"],

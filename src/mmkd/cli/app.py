@@ -48,12 +48,15 @@ def init(
     config: Annotated[Path | None, typer.Option(help="A YAML file applied on top of the preset.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing mmkd.yaml.")] = False,
+    size: Annotated[str, typer.Option(
+        help="paper: the paper's extractors and recipes (Swin-B, 32 frames, Θ = 300); small: "
+             "the demo's sizes, for ~1k clips trained from scratch on CPU.")] = "paper",
 ) -> None:
     """Write RUN_DIR/mmkd.yaml so later commands run there need no repeated arguments."""
     target = run_dir / C.CONFIG_FILE
     if target.exists() and not force:
         raise MmkdError(f"{target} exists; pass --force to overwrite it")
-    cfg = C.run_preset(dataset)
+    cfg = C.run_preset(dataset, size)
     if config is not None:
         cfg = C.load(config)
     cfg.data.dataset = dataset
@@ -64,7 +67,7 @@ def init(
     cfg = C.apply_overrides(cfg, set_ or [])
     cfg.validate()
     C.save(cfg, target)
-    ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}; modalities "
+    ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}, {size} sizes; modalities "
             f"{', '.join(cfg.data.modalities)})")
 
 

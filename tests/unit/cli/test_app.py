@@ -21,3 +21,22 @@ def test_init_writes_resolved_config(tmp_path):
     assert cfg.data.modalities == ["video", "flow", "detection"] and cfg.student.train.epochs == 30
     again = runner.invoke(app, ["init", str(tmp_path / "run"), "--dataset", "ssv2"])
     assert again.exit_code != 0
+
+
+def test_init_size_small_takes_the_demos_sizes_and_keeps_the_datasets_data(tmp_path):
+    res = runner.invoke(app, ["init", str(tmp_path / "small"), "--dataset", "custom",
+                              "--size", "small", "--set", "data.modalities=[video,detection]"])
+    assert res.exit_code == 0, res.output
+    cfg, demo = C.load(tmp_path / "small" / C.CONFIG_FILE), C.run_preset("demo")
+    assert cfg.data.dataset == "custom" and cfg.data.modalities == ["video", "detection"]
+    assert (cfg.clip, cfg.extract, cfg.pretrain) == (demo.clip, demo.extract, demo.pretrain)
+    assert cfg.teacher.fusion == demo.teacher.fusion and cfg.student.train == demo.student.train
+    assert cfg.teacher.extractors["video"] == "demo_swin3d_teacher"
+    assert cfg.student.extractors["detection"] == C.SMALL_DETECTION
+    paper = runner.invoke(app, ["init", str(tmp_path / "paper"), "--dataset", "custom"])
+    assert paper.exit_code == 0, paper.output
+    cfg = C.load(tmp_path / "paper" / C.CONFIG_FILE)
+    assert (cfg.clip.num_frames, cfg.extract.theta, cfg.teacher.extractors["video"]) == \
+        (32, 300, "swin3d_b")
+    bad = runner.invoke(app, ["init", str(tmp_path / "x"), "--dataset", "custom", "--size", "big"])
+    assert bad.exit_code != 0 and "small, paper" in str(bad.exception)

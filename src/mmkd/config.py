@@ -115,6 +115,15 @@ class PretrainConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Train-time augmentation (`mmkd pretrain`, `mmkd finetune`)."""
+
+    # horizontal flips; None: on only where they keep labels true (EPIC, and no class name
+    # says left or right; see mmkd.train.augment.resolve_hflip)
+    hflip: bool | None = None
+
+
+@dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=lambda: ["subsets", "missing-rate"])
     missing_rates: list[float] = field(default_factory=lambda: [i / 10 for i in range(10)])
@@ -132,6 +141,7 @@ class RunConfig:
     teacher: RecipeConfig = field(default_factory=RecipeConfig)
     student: RecipeConfig = field(default_factory=lambda: RecipeConfig(name="student"))
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def manifest_path(self, run_dir: str | Path) -> Path:
@@ -405,6 +415,8 @@ def _problems(cfg: RunConfig) -> list[str]:
         check(t.tau > 0, f"{r}.train.tau", t.tau, "must be > 0")
         check(t.precision in ("auto", "fp32", "bf16"), f"{r}.train.precision", t.precision,
               "allowed: auto, fp32, bf16")
+    check(cfg.augment.hflip in (True, False, None), "augment.hflip", cfg.augment.hflip,
+          "allowed: true, false, null (on where flips keep labels true)")
     for rate in cfg.eval.missing_rates:
         check(0 <= rate < 1, "eval.missing_rates", rate, "each rate must be in [0, 1)")
     check(len(cfg.eval.seeds) >= 1, "eval.seeds", cfg.eval.seeds, "at least one seed")

@@ -12,7 +12,7 @@ from rich.table import Table
 from mmkd.cli import ui
 from mmkd.cli.jobs import BarReporter
 from mmkd.cli.runctx import find_run
-from mmkd.cli.train import CacheOpt, DeviceOpt, RestartOpt, SetOpt
+from mmkd.cli.train import CacheOpt, DeviceOpt, FlipOpt, RestartOpt, SetOpt, flip_override
 
 
 def register(app: typer.Typer) -> None:
@@ -31,13 +31,14 @@ def pretrain(
         "--in-ram/--stream", help="Decode the clips once and keep them in RAM (float16), or "
                                   "decode them again every epoch.")] = True,
     cache: CacheOpt = None, set_: SetOpt = None, device: DeviceOpt = None,
-    restart: RestartOpt = False,
+    restart: RestartOpt = False, flip: FlipOpt = None,
 ) -> None:
     """Train extractors (random init + a linear classifier per label head) on the train split,
     keep the best epoch on val, and write RUN_DIR/pretrained/<modality>-<extractor>.safetensors."""
     from mmkd.train.pretrain import pretrain_modality
 
-    run = find_run(cache, (set_ or []) + ([f"pretrain.train.epochs={epochs}"] if epochs else []))
+    run = find_run(cache, (set_ or []) + flip_override(flip)
+                   + ([f"pretrain.train.epochs={epochs}"] if epochs else []))
     with ui.new_progress("info") as bar:
         results = pretrain_modality(run.dir, run.cfg, modality, BarReporter(bar, "pretrain"),
                                     extractor or None, out, workers, in_ram, device or "cpu",

@@ -180,3 +180,17 @@ def test_every_input_kind_reaches_the_model_with_stage_1s_dtypes(run, monkeypatc
     assert res.weights.is_file() and seen
     assert all(s == expected for s in seen), (seen[0], expected)
     assert set(expected.values()) <= {torch.float32, torch.int64}
+
+
+@pytest.mark.parametrize("dataset,hflip,flip", [
+    ("custom", None, False), ("epic100", None, True), ("epic100", False, False),
+    ("custom", True, True)])
+def test_flips_follow_augment_hflip(run, dataset, hflip, flip):
+    """A custom dataset's labels may name a side: no flips unless augment.hflip says so."""
+    run_dir, cfg = run
+    cfg = copy.deepcopy(cfg)
+    cfg.data.dataset, cfg.augment.hflip = dataset, hflip
+    for in_ram in (True, False):
+        inputs = prepare_inputs(run_dir, cfg, "video", "test_swin3d", in_ram=in_ram)
+        augment = inputs.train.augment if in_ram else inputs.train.augments["video"]
+        assert inputs.flip is augment.flip is flip

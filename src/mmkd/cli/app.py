@@ -79,6 +79,7 @@ _COMMAND_MODULES: list[str] = [
     "demo_data",
     "eval",
     "extract",
+    "extractors",
     "finetune",
     "flow",
     "manifest",

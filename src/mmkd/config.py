@@ -129,6 +129,7 @@ class EvalConfig:
     missing_rates: list[float] = field(default_factory=lambda: [i / 10 for i in range(10)])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     split: str = "test"
+    robustness_drop: str = ""  # the modality the "kept %" table drops; "": the strongest on val
 
 
 @dataclass
@@ -419,5 +420,8 @@ def _problems(cfg: RunConfig) -> list[str]:
           "allowed: true, false, null (on where flips keep labels true)")
     for rate in cfg.eval.missing_rates:
         check(0 <= rate < 1, "eval.missing_rates", rate, "each rate must be in [0, 1)")
+    check(cfg.eval.robustness_drop in ("", *mods), "eval.robustness_drop",
+          cfg.eval.robustness_drop, f"one of data.modalities ({', '.join(mods)}) or '' (the "
+          "strongest single modality on val)")
     check(len(cfg.eval.seeds) >= 1, "eval.seeds", cfg.eval.seeds, "at least one seed")
     return p

@@ -126,17 +126,13 @@ def runner_report(reports: Path, tables: list, preamble: list[str]) -> Path:
     return runner.write_reports(reports, tables, "mmkd evaluation report", preamble)
 
 
+TEXT_COLUMNS = ("method", "model", "modalities", "device", "measured as")
+# the first column's header when a table is printed with its methods as columns
+TRANSPOSED_HEADER = {"missing_rate_": "missing rate", "subsets_": "modalities"}
+
+
 def _summary(tables: list, report: Path) -> None:
     """Print the headline tables (the compact ones) and where everything is."""
-    from mmkd.eval.reports import MeanStd
-
-    def cell(v: object) -> str:
-        if v is None:
-            return "–"
-        if isinstance(v, MeanStd):
-            return f"{v.mean:.1f} ± {v.std:.1f}"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
     for t in tables:
         if not t.rows and t.notes:  # a table that could not be computed says why
             ui.info(f"[yellow]{t.title}[/yellow]: {' '.join(t.notes)}")
@@ -144,21 +140,47 @@ def _summary(tables: list, report: Path) -> None:
         if not (t.name.startswith(("subsets_", "robustness_", "missing_rate_")) or t.name in (
                 "efficiency", "ablation_tokens", "ablation_strategies")):
             continue
-        rich = RichTable(title=t.title, title_justify="left")
-        if t.name.startswith("missing_rate_"):  # methods as columns: 10 rates fit the terminal
-            rich.add_column("missing rate")
-            for r in t.rows:
-                rich.add_column(str(r["method"]), justify="right")
-            for c in t.columns[1:]:
-                rich.add_row(c, *[cell(r.get(c)) for r in t.rows])
-        else:
-            for c in t.columns:
-                rich.add_column(c, justify="left" if c in ("method", "model", "modalities")
-                                else "right")
-            for r in t.rows:
-                rich.add_row(*[cell(r.get(c)) for c in t.columns])
+        rich = _rich_table(t, transpose=t.name.startswith("missing_rate_"))
+        if not ui.fits(rich) and t.name.startswith("subsets_"):
+            rich = _rich_table(t, transpose=True)  # 15 subsets fit as rows, not as columns
         ui.console.print(rich)
     ui.info(f"report: [bold]{report}[/bold] (tables as .md/.csv/.json and plots next to it)")
+
+
+def _rich_table(t, transpose: bool) -> RichTable:
+    """`t` for the terminal: text wraps instead of being cut; with `transpose`, one column per
+    method; a legend of the modality letters under tables that use them."""
+    from mmkd.eval.masks import LETTERS
+
+    used = "".join(t.columns) + "".join(str(r.get(c, "")) for r in t.rows for c in TEXT_COLUMNS)
+    legend = ", ".join(f"{letter} {m}" for m, letter in LETTERS.items()
+                       if f"{letter}+" in used or f"+{letter}" in used or f"({letter})" in used)
+    rich = RichTable(title=t.title, title_justify="left", caption=legend or None,
+                     caption_justify="left")
+    if transpose:
+        header = next((h for p, h in TRANSPOSED_HEADER.items() if t.name.startswith(p)), "")
+        rich.add_column(header, overflow="fold")
+        for r in t.rows:
+            rich.add_column(str(r[t.columns[0]]), justify="right", overflow="fold")
+        for c in t.columns[1:]:
+            rich.add_row(c, *[_cell(r.get(c)) for r in t.rows])
+        return rich
+    for c in t.columns:
+        text = c in TEXT_COLUMNS
+        rich.add_column(c, justify="left" if text else "right", overflow="fold", no_wrap=not text)
+    for r in t.rows:
+        rich.add_row(*[_cell(r.get(c)) for c in t.columns])
+    return rich
+
+
+def _cell(v: object) -> str:
+    from mmkd.eval.reports import MeanStd
+
+    if v is None:
+        return "–"
+    if isinstance(v, MeanStd):
+        return f"{v.mean:.1f} ± {v.std:.1f}"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -32,6 +33,14 @@ def info(msg: str) -> None:
 def debug(msg: str) -> None:
     if state["verbosity"] >= 2:
         console.print(f"[dim]{msg}[/dim]")
+
+
+def fits(renderable: Any) -> bool:
+    """Whether `renderable` (a table) fits the terminal at its natural width, uncut."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update(max_width=10_000)
+    return Measurement.get(console, unbounded, renderable).maximum <= console.width
 
 
 def new_progress(field: str | None = "rate", disable: bool | None = None) -> Progress:

@@ -242,7 +242,7 @@ def run_preset(dataset: str, size: str = "paper") -> RunConfig:
         raise MmkdError(f"--size {size}: allowed: {', '.join(SIZES)}")
     if size == "small" and dataset != "demo":
         small, cfg = run_preset("demo"), run_preset(dataset)
-        small.data = cfg.data
+        small.data, small.eval = cfg.data, cfg.eval
         for role in (small.teacher, small.student):
             role.extractors.setdefault("detection", SMALL_DETECTION)
         return small
@@ -261,6 +261,7 @@ def run_preset(dataset: str, size: str = "paper") -> RunConfig:
             pretrain=PretrainConfig(modalities=["video", "flow"], train=TrainConfig(
                 epochs=12, batch_size=32, lr_min=1e-5, lr_max=3e-3, warmup_epochs=1,
                 weight_decay=0.05, grad_clip=1.0)),
+            eval=EvalConfig(robustness_drop="video"),  # its findings: robustness without video
         )
     return RunConfig(data=DataConfig(dataset=dataset), teacher=epic100_teacher(),
                      student=epic100_student())

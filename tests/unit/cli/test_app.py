@@ -33,6 +33,7 @@ def test_init_size_small_takes_the_demos_sizes_and_keeps_the_datasets_data(tmp_p
     assert cfg.teacher.fusion == demo.teacher.fusion and cfg.student.train == demo.student.train
     assert cfg.teacher.extractors["video"] == "demo_swin3d_teacher"
     assert cfg.student.extractors["detection"] == C.SMALL_DETECTION
+    assert cfg.eval == C.run_preset("custom").eval  # the demo's drops video; a custom run may lack it
     paper = runner.invoke(app, ["init", str(tmp_path / "paper"), "--dataset", "custom"])
     assert paper.exit_code == 0, paper.output
     cfg = C.load(tmp_path / "paper" / C.CONFIG_FILE)

@@ -112,11 +112,21 @@ class PretrainConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Train-time augmentation (`mmkd pretrain`, `mmkd finetune`)."""
+
+    # horizontal flips; None: on only where they keep labels true (EPIC, and no class name
+    # says left or right; see mmkd.train.augment.resolve_hflip)
+    hflip: bool | None = None
+
+
+@dataclass
 class EvalConfig:
     protocols: list[str] = field(default_factory=lambda: ["subsets", "missing-rate"])
     missing_rates: list[float] = field(default_factory=lambda: [i / 10 for i in range(10)])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     split: str = "test"
+    robustness_drop: str = ""  # the modality the "kept %" table drops; "": the strongest on val
 
 
 @dataclass
@@ -129,6 +139,7 @@ class RunConfig:
     teacher: RecipeConfig = field(default_factory=RecipeConfig)
     student: RecipeConfig = field(default_factory=lambda: RecipeConfig(name="student"))
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     # method name -> overrides of that method's typed config (loss weights, temperature, teacher
     # id), e.g. methods.karmma.lambda_kl; the defaults (the paper's values) live with the method
@@ -221,8 +232,23 @@ PRESETS = {
 }
 
 
-def run_preset(dataset: str) -> RunConfig:
-    """The default RunConfig for a dataset name (custom datasets start from EPIC's recipes)."""
+SIZES = ("small", "paper")
+SMALL_DETECTION = "stlt_l9"  # the smallest STLT with released weights
+
+
+def run_preset(dataset: str, size: str = "paper") -> RunConfig:
+    """The default RunConfig for a dataset name (custom datasets start from EPIC's recipes).
+
+    `size="small"` keeps the dataset's modalities and heads but takes the demo's sizes (its
+    extractors, 8 frames, Θ = 16, short recipes): what trains from scratch on ~1k clips on CPU."""
+    if size not in SIZES:
+        raise MmkdError(f"--size {size}: allowed: {', '.join(SIZES)}")
+    if size == "small" and dataset != "demo":
+        small, cfg = run_preset("demo"), run_preset(dataset)
+        small.data, small.eval = cfg.data, cfg.eval
+        for role in (small.teacher, small.student):
+            role.extractors.setdefault("detection", SMALL_DETECTION)
+        return small
     if dataset == "ssv2":
         return RunConfig(
             data=DataConfig(dataset="ssv2", modalities=["video", "flow", "detection"],
@@ -238,6 +264,7 @@ def run_preset(dataset: str) -> RunConfig:
             pretrain=PretrainConfig(modalities=["video", "flow"], train=TrainConfig(
                 epochs=12, batch_size=32, lr_min=1e-5, lr_max=3e-3, warmup_epochs=1,
                 weight_decay=0.05, grad_clip=1.0)),
+            eval=EvalConfig(robustness_drop="video"),  # its findings: robustness without video
         )
     return RunConfig(data=DataConfig(dataset=dataset), teacher=epic100_teacher(),
                      student=epic100_student())
@@ -370,9 +397,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 
 def load(path: str | Path, overrides: list[str] | None = None,
-         dataset: str | None = None) -> RunConfig:
-    """Read a YAML RunConfig on top of its dataset's preset and apply overrides. The preset is
-    the file's `data.dataset`, else `dataset` (`mmkd init --dataset`), else demo."""
+         dataset: str | None = None, size: str = "paper") -> RunConfig:
+    """Read a YAML RunConfig on top of its dataset's preset (at `size`) and apply overrides. The
+    preset is the file's `data.dataset`, else `dataset` (`mmkd init --dataset`), else demo."""
     path = Path(path)
     if not path.is_file():
         raise MmkdError(f"{path}: config file not found; check the path")
@@ -390,7 +417,7 @@ def load(path: str | Path, overrides: list[str] | None = None,
     if dataset and named and named != dataset:
         raise MmkdError(f"{path}: data.dataset is {named!r} but --dataset is {dataset!r}; "
                         "drop one of them")
-    merged = _merge(to_dict(run_preset(str(named or dataset or "demo"))), data)
+    merged = _merge(to_dict(run_preset(str(named or dataset or "demo"), size)), data)
     return _build(merged, _set(merged, overrides or []))
 
 
@@ -507,7 +534,12 @@ def _problems(cfg: RunConfig, check_extractors: bool = True) -> list[str]:
     for name in cfg.eval.protocols:
         check(name in (*PROTOCOLS, "all"), "eval.protocols", name,
               f"allowed: {', '.join(PROTOCOLS)}, all")
+    check(cfg.augment.hflip in (True, False, None), "augment.hflip", cfg.augment.hflip,
+          "allowed: true, false, null (on where flips keep labels true)")
     for rate in cfg.eval.missing_rates:
         check(0 <= rate < 1, "eval.missing_rates", rate, "each rate must be in [0, 1)")
+    check(cfg.eval.robustness_drop in ("", *mods), "eval.robustness_drop",
+          cfg.eval.robustness_drop, f"one of data.modalities ({', '.join(mods)}) or '' (the "
+          "strongest single modality on val)")
     check(len(cfg.eval.seeds) >= 1, "eval.seeds", cfg.eval.seeds, "at least one seed")
     return p + (method_problems(cfg) if check_extractors else [])

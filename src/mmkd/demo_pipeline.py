@@ -198,6 +198,7 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:
     """The demo's questions answered from the measured tables (issue 7, point 5), as sentences."""
+    from mmkd.eval.masks import LETTERS
     from mmkd.eval.reports import read_table
 
     subsets = read_table(reports_dir / f"subsets_{metric}.json")
@@ -210,7 +211,9 @@ def findings(reports_dir: Path, metric: str = "action") -> list[str]:
     if robust_path.exists():
         robust = {r["method"]: r for r in read_table(robust_path).rows}
         rest = read_table(robust_path).columns[2]
-        out.append(f"without video ({rest}): " + ", ".join(
+        gone = "+".join(set(full.split("+")) - set(rest.split("+")))
+        gone = {letter: m for m, letter in LETTERS.items()}.get(gone, gone)
+        out.append(f"without {gone} ({rest}): " + ", ".join(
             f"{m} {r[rest]:.1f}% (keeps {r['kept (%)']:.0f}%)" if r["kept (%)"] is not None
             else f"{m} {r[rest]:.1f}%" for m, r in robust.items()))
         k, d = robust.get("KARMMA_S"), robust.get("Baseline w/ δ")

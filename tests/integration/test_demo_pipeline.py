@@ -66,6 +66,15 @@ def test_findings_answer_the_demo_questions(tmp_path):
     assert lines[2] == "KARMMA_S beats Baseline w/ δ: +3.0 points with V+F+A, +2.0 points with F+A"
 
 
+def test_findings_name_the_dropped_modality(tmp_path):
+    write_table(Table("subsets_action", "t", ["method", "V+F+A", "V+F"],
+                      [{"method": "KARMMA_S", "V+F+A": 40.0, "V+F": 30.0}]), tmp_path)
+    write_table(Table("robustness_action", "t", ["method", "V+F+A", "V+F", "kept (%)"],
+                      [{"method": "KARMMA_S", "V+F+A": 40.0, "V+F": 30.0, "kept (%)": 75.0}]),
+                tmp_path)
+    assert P.findings(tmp_path)[1] == "without audio (V+F): KARMMA_S 30.0% (keeps 75%)"
+
+
 def test_demo_rejects_unknown_scale(tmp_path):
     res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--scale", "huge"])
     assert isinstance(res.exception, MmkdError) and "tiny or small" in str(res.exception)

@@ -162,3 +162,42 @@ def test_ablations_from_the_cache(run_dir):
         assert min(r[col] for r in ranks) == 1
     report = (reports / "report.md").read_text()
     assert report.index("Token reduction ablation") > report.index("vs missing rate")
+
+
+def test_robustness_drops_the_strongest_modality_on_val_or_the_chosen_one(run_dir):
+    reports = run_dir / "reports"
+    res = runner.invoke(app, ["eval", "--cache", str(run_dir), "--protocol", "subsets"])
+    assert res.exit_code == 0, res.output
+    table = json.loads((reports / "robustness_action.json").read_text())
+    note = next(n for n in table["notes"] if n.startswith("Dropped:"))
+    alone = dict(part.split() for part in note.split("alone: ")[1].split(")")[0].split(", "))
+    strongest = max(alone, key=lambda m: float(alone[m]))
+    assert set(alone) == {"video", "flow", "audio"} and f"Dropped: {strongest}," in note
+    assert "of KARMMA_T on val" in note
+    rest = "+".join(m[0].upper() for m in ("video", "flow", "audio") if m != strongest)
+    assert table["columns"][2] == rest
+    res = runner.invoke(app, ["eval", "--cache", str(run_dir), "--protocol", "subsets",
+                              "--robustness-drop", "audio"])
+    assert res.exit_code == 0, res.output
+    table = json.loads((reports / "robustness_action.json").read_text())
+    assert table["columns"][1:3] == ["V+F+A", "V+F"] and "without audio" in table["title"]
+    res = runner.invoke(app, ["eval", "--cache", str(run_dir), "--protocol", "subsets",
+                              "--robustness-drop", "smell"])
+    assert isinstance(res.exception, MmkdError) and "not a modality" in str(res.exception)
+
+
+def test_seen_unseen_says_why_when_every_test_participant_is_unseen(run_dir, tmp_path):
+    samples = _samples()
+    for s in samples:
+        s.unseen = s.split == "test"  # every test participant unseen
+    splits = {sp: [s for s in samples if s.split == sp] for sp in ("train", "val", "test")}
+    write_manifest(tmp_path / "manifest", ManifestMeta(dataset="demo", heads=HEADS), splits)
+    res = runner.invoke(app, ["eval", "--cache", str(run_dir), "--protocol", "subsets",
+                              "--robustness-drop", "video",
+                              "--set", f"data.manifest_dir={tmp_path / 'manifest'}"])
+    assert res.exit_code == 0, res.output
+    table = json.loads((run_dir / "reports" / "seen_unseen.json").read_text())
+    assert table["rows"] == []
+    assert "every one of the 20 samples is from an unseen participant" in table["notes"][0]
+    assert "Not computed" in (run_dir / "reports" / "report.md").read_text()
+    assert "Not computed: every one of the 20 samples" in " ".join(res.output.split())

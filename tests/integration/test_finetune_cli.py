@@ -203,3 +203,25 @@ def test_batches_join_raw_media_and_cache_by_sample_index(run_dir):
             assert isinstance(a["tokens"]["audio"], RawInputs)
             assert torch.equal(a["present"]["audio"], b["present"]["audio"])
         assert n == len(ft) == len(ref)
+
+
+def test_flip_flags_set_augment_hflip_in_pretrain_and_finetune(run_dir):
+    """The demo's labels name a direction: flips stay off unless --flip asks for them."""
+    assert json.loads((run_dir / "students" / "karmma" / "meta.json").read_text()) \
+        .get("config", {}).get("augment", {}).get("hflip") is None
+    for flag, want in (("--flip", True), ("--no-flip", False)):
+        invoke("finetune", "--modalities", "video", "--epochs", "1", "--workers", "0", flag,
+               "--name", f"ft{flag}", "--cache", str(run_dir))
+        meta = json.loads((run_dir / "students" / f"ft{flag}" / "meta.json").read_text())
+        assert meta["finetune"]["flip"] is want and meta["config"]["augment"]["hflip"] is want
+        invoke("pretrain", "--modality", "video", "--extractor", "test_swin3d", "--epochs", "1",
+               "--workers", "0", "--stream", flag, "--out", str(run_dir / f"pre{flag}"),
+               "--set", "pretrain.train.batch_size=2", "--set", "pretrain.train.warmup_epochs=0",
+               "--cache", str(run_dir))
+        meta = json.loads((run_dir / f"pre{flag}" / ".video-test_swin3d" / "meta.json")
+                          .read_text())
+        assert meta["flip"] is want
+    invoke("finetune", "--modalities", "video", "--epochs", "1", "--workers", "0",
+           "--name", "ft-default", "--cache", str(run_dir))
+    meta = json.loads((run_dir / "students" / "ft-default" / "meta.json").read_text())
+    assert meta["finetune"]["flip"] is False  # demo: open/close differ by direction

@@ -1,6 +1,7 @@
 """`mmkd flow` end to end on generated media: manifest (EPIC layout), resumption, a broken video,
 the process pool, Dask, RAFT's plumbing, and user errors."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,29 @@ def test_user_errors(tmp_path):
                            "--method", "raft", "--weights", str(tmp_path / "absent.pth")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "absent.pth: file not found" in " ".join(proc.stderr.split())
+
+
+def test_manifest_gets_the_flow_written_back(tmp_path):
+    """After `mmkd flow --manifest`, each sample of a video whose flow is complete points at it
+    (the broken video's sample does not), so the media check and extraction find it."""
+    from mmkd.datasets.media_check import check_media
+
+    manifest = _manifest(tmp_path, broken=True)
+    before = (manifest / "val.jsonl").read_text()
+    args = ["flow", "--manifest", str(manifest), "--out", str(tmp_path / "flow"), "--method",
+            "dis", "--stride", "2"]
+    kept = runner.invoke(app, [*args, "--no-write-manifest"])
+    assert kept.exit_code == 1 and (manifest / "val.jsonl").read_text() == before
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1 and "media.flow set on 2 sample(s)" in " ".join(res.output.split())
+    meta, samples = M.read_all(manifest)
+    flow = {s.video_id: s.media.get("flow") for s in samples}
+    assert flow["P03_01"] is None
+    assert flow["P01_01"] == {"dir": str(tmp_path / "flow" / "P01" / "flow_frames" / "P01_01"),
+                              "template": "frame_%010d.jpg", "stride": 2}
+    assert M.resolve(meta, flow["P02_101"]["dir"], manifest) == \
+        tmp_path / "flow" / "P02" / "flow_frames" / "P02_101"
+    ok = [dataclasses.replace(s, media={"flow": s.media["flow"]}) for s in samples
+          if s.video_id != "P03_01"]
+    assert check_media(meta, ok, manifest) == []
+    assert not list(manifest.glob(".*tmp*"))  # written aside, renamed onto place

@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import wave as wave_module
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from mmkd.cli.app import app
@@ -121,3 +123,60 @@ def test_ssv2_and_custom_through_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     meta, _ = read_all(tmp_path / "c")
     assert meta.classes == {"action": ["jump", "sit"]} and meta.splits == ["train", "test"]
+
+
+def _custom_csv(folder: Path, n: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(folder / "mine.csv", ["sample_id", "video_id", "split", "audio", "label_action"],
+           [[f"x{i}", f"v{i}", "train", f"clips/v{i}.wav", "jump"] for i in range(n)])
+    return folder / "mine.csv"
+
+
+def test_check_media_with_every_file_missing_is_an_error_that_suggests_media_root(tmp_path):
+    csv_file = _custom_csv(tmp_path / "ann", 3)
+    result = CliRunner().invoke(app, ["manifest", "custom", "--csv", str(csv_file),
+                                      "--check-media", "--out", str(tmp_path / "c")])
+    assert result.exit_code != 0
+    msg = str(result.exception)
+    assert "none of the media of the 3 samples exist" in msg and "--media-root" in msg
+    assert len(list(csv.DictReader(open(tmp_path / "c" / "media_problems.csv")))) == 3
+    proc = subprocess.run([str(Path(sys.executable).with_name("mmkd")), "manifest", "check",
+                           str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--media-root" in proc.stderr and "Traceback" not in proc.stderr
+
+    media = tmp_path / "media" / "clips"  # one file found: a table of the others, exit 0
+    media.mkdir(parents=True)
+    wave = np.zeros(1600, np.int16)
+    with wave_module.open(str(media / "v0.wav"), "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(16000)
+        fh.writeframes(wave)
+    result = CliRunner().invoke(app, ["manifest", "custom", "--csv", str(csv_file),
+                                      "--media-root", str(media.parent), "--check-media",
+                                      "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader(open(tmp_path / "c" / "media_problems.csv")))) == 2
+
+
+def test_progress_counts_each_row_once(tmp_path, monkeypatch):
+    """Reading counts rows (total unknown); the media check has its own bar over the samples."""
+    from contextlib import contextmanager
+
+    from mmkd.cli import ui
+
+    bars = []
+
+    @contextmanager
+    def recording(description, total, unit="items"):
+        bars.append([description, total, 0])
+        yield lambda n=1: bars[-1].__setitem__(2, bars[-1][2] + n)
+
+    monkeypatch.setattr(ui, "progress_bar", recording)
+    csv_file = _custom_csv(tmp_path / "ann", 5)
+    (tmp_path / "ann" / "clips").mkdir()
+    (tmp_path / "ann" / "clips" / "v0.wav").write_bytes(b"RIFF")  # one found: no error
+    result = CliRunner().invoke(app, ["manifest", "custom", "--csv", str(csv_file),
+                                      "--check-media", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert bars == [["reading CSV", None, 5], ["checking media", 5, 5]]

@@ -52,6 +52,9 @@ def init(
     config: Annotated[Path | None, typer.Option(help="A YAML file applied on top of the preset.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing mmkd.yaml.")] = False,
+    size: Annotated[str, typer.Option(
+        help="paper: the paper's extractors and recipes (Swin-B, 32 frames, Θ = 300); small: "
+             "the demo's sizes, for ~1k clips trained from scratch on CPU.")] = "paper",
 ) -> None:
     """Write RUN_DIR/mmkd.yaml so later commands run there need no repeated arguments."""
     target = run_dir / C.CONFIG_FILE
@@ -60,15 +63,15 @@ def init(
     known = C.known_datasets()
     if dataset not in known:
         raise MmkdError(f"--dataset {dataset!r}: unknown dataset; use one of {', '.join(known)}")
-    cfg = (C.load(config, set_ or [], dataset=dataset) if config is not None
-           else C.apply_overrides(C.run_preset(dataset), set_ or []))
+    cfg = (C.load(config, set_ or [], dataset=dataset, size=size) if config is not None
+           else C.apply_overrides(C.run_preset(dataset, size), set_ or []))
     if annotations:
         cfg.data.annotations = str(Path(annotations).resolve())
     if media_root:
         cfg.data.media_root = str(Path(media_root).resolve())
     cfg.validate()
     C.save(cfg, target)
-    ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}; modalities "
+    ui.info(f"wrote [bold]{target}[/bold] (dataset {dataset}, {size} sizes; modalities "
             f"{', '.join(cfg.data.modalities)})")
 
 
@@ -80,6 +83,7 @@ _COMMAND_MODULES: list[str] = [
     "demo_data",
     "eval",
     "extract",
+    "extractors",
     "finetune",
     "flow",
     "manifest",

@@ -73,8 +73,15 @@ def info(cache: CacheOpt = None,
         table.add_row(g.modality, g.extractor, f"{g.theta}×{g.dim}", f"{g.done}/{g.n}",
                       str(g.present), f"[red]{g.failures}[/red]" if g.failures else "0",
                       _size(g.bytes_on_disk), f"{1000 * g.files / g.n:.0f}")
-    if ci.groups:
+    if ci.groups and ui.fits(table):
         ui.console.print(table)
+    elif ci.groups:  # a narrow terminal would cut the names: one line per group instead
+        ui.console.print("[bold]feature groups[/bold]")
+        for g in ci.groups:
+            ui.console.print(f"  {g.modality}/{g.extractor}: Θ×D {g.theta}×{g.dim}, done "
+                             f"{g.done}/{g.n}, present {g.present}, failed {g.failures}, "
+                             f"{_size(g.bytes_on_disk)}, {1000 * g.files / g.n:.0f} files/1k "
+                             "samples", soft_wrap=True)
     else:
         ui.console.print("no features yet: run `mmkd extract --modality M`")
     for g in ci.groups:
@@ -87,7 +94,7 @@ def info(cache: CacheOpt = None,
     if rows and failures:
         ft = Table(title="failures")
         for col in ("modality", "extractor", "sample_id", "reason"):
-            ft.add_column(col)
+            ft.add_column(col, overflow="fold")
         for r in rows:
             ft.add_row(r["modality"], r["extractor"], r["sample_id"], r["reason"])
         ui.console.print(ft)

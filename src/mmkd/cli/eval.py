@@ -41,8 +41,8 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
              split: str | None = None, device: str | None = None, batch_size: int = 64,
              efficiency_sizes: str = "paper", efficiency_devices: list[str] | None = None,
              ablations: list[str] | None = None, ablation_epochs: int | None = None,
-             thetas: list[str] | None = None, token_modalities: list[str] | None = None
-             ) -> Path:
+             thetas: list[str] | None = None, token_modalities: list[str] | None = None,
+             robustness_drop: str | None = None) -> Path:
     """Run the protocols with a progress bar per stage; returns the report path."""
     import torch
 
@@ -66,8 +66,10 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
                              unit="samples") as advance:
             evaluated = runner.evaluate_models(cache, refs, data, acc, cfg.eval.missing_rates,
                                                cfg.eval.seeds, device, batch_size, advance)
+        dropped = (_robustness_drop(run, cache, refs, robustness_drop, device, batch_size)
+                   if "subsets" in acc else None)
         new, _ = runner.accuracy_tables(evaluated, list(cfg.data.modalities), data, acc,
-                                        cfg.eval.missing_rates, cfg.eval.seeds, reports)
+                                        cfg.eval.missing_rates, cfg.eval.seeds, reports, dropped)
         tables += new
     if "efficiency" in protocols:
         devices = efficiency_devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -99,42 +101,87 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
     return report
 
 
+def _robustness_drop(run: Run, cache, refs: list, drop: str | None, device: str,
+                     batch_size: int) -> tuple[str, str] | None:
+    """The modality the robustness table drops, and how it was chosen: --robustness-drop (or
+    eval.robustness_drop), else the teacher's strongest single modality on val."""
+    from mmkd.eval import runner
+
+    mods = list(run.cfg.data.modalities)
+    drop = drop or run.cfg.eval.robustness_drop
+    if drop:
+        if drop not in mods:
+            raise MmkdError(f"--robustness-drop {drop}: not a modality of this run "
+                            f"({', '.join(mods)})")
+        return drop, f"Dropped: {drop} (chosen with --robustness-drop or eval.robustness_drop)."
+    if len(mods) < 2:
+        return None
+    ref = next((r for r in refs if r.name == "teacher"), refs[0])
+    ui.info(f"robustness: finding {ref.label}'s strongest single modality on val")
+    return runner.strongest_modality(cache, ref, list(run.cfg.data.heads), device, batch_size)
+
+
 def runner_report(reports: Path, tables: list, preamble: list[str]) -> Path:
     from mmkd.eval import runner
 
     return runner.write_reports(reports, tables, "mmkd evaluation report", preamble)
 
 
+TEXT_COLUMNS = ("method", "model", "modalities", "device", "measured as")
+# the first column's header when a table is printed with its methods as columns
+TRANSPOSED_HEADER = {"missing_rate_": "missing rate", "subsets_": "modalities"}
+
+
 def _summary(tables: list, report: Path) -> None:
     """Print the headline tables (the compact ones) and where everything is."""
-    from mmkd.eval.reports import MeanStd
-
-    def cell(v: object) -> str:
-        if v is None:
-            return "–"
-        if isinstance(v, MeanStd):
-            return f"{v.mean:.1f} ± {v.std:.1f}"
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
-
     for t in tables:
+        if not t.rows and t.notes:  # a table that could not be computed says why
+            ui.info(f"[yellow]{t.title}[/yellow]: {' '.join(t.notes)}")
+            continue
         if not (t.name.startswith(("subsets_", "robustness_", "missing_rate_")) or t.name in (
                 "efficiency", "ablation_tokens", "ablation_strategies")):
             continue
-        rich = RichTable(title=t.title, title_justify="left")
-        if t.name.startswith("missing_rate_"):  # methods as columns: 10 rates fit the terminal
-            rich.add_column("missing rate")
-            for r in t.rows:
-                rich.add_column(str(r["method"]), justify="right")
-            for c in t.columns[1:]:
-                rich.add_row(c, *[cell(r.get(c)) for r in t.rows])
-        else:
-            for c in t.columns:
-                rich.add_column(c, justify="left" if c in ("method", "model", "modalities")
-                                else "right")
-            for r in t.rows:
-                rich.add_row(*[cell(r.get(c)) for c in t.columns])
+        rich = _rich_table(t, transpose=t.name.startswith("missing_rate_"))
+        if not ui.fits(rich) and t.name.startswith("subsets_"):
+            rich = _rich_table(t, transpose=True)  # 15 subsets fit as rows, not as columns
         ui.console.print(rich)
     ui.info(f"report: [bold]{report}[/bold] (tables as .md/.csv/.json and plots next to it)")
+
+
+def _rich_table(t, transpose: bool) -> RichTable:
+    """`t` for the terminal: text wraps instead of being cut; with `transpose`, one column per
+    method; a legend of the modality letters under tables that use them."""
+    from mmkd.eval.masks import LETTERS
+
+    used = "".join(t.columns) + "".join(str(r.get(c, "")) for r in t.rows for c in TEXT_COLUMNS)
+    legend = ", ".join(f"{letter} {m}" for m, letter in LETTERS.items()
+                       if f"{letter}+" in used or f"+{letter}" in used or f"({letter})" in used)
+    rich = RichTable(title=t.title, title_justify="left", caption=legend or None,
+                     caption_justify="left")
+    if transpose:
+        header = next((h for p, h in TRANSPOSED_HEADER.items() if t.name.startswith(p)), "")
+        rich.add_column(header, overflow="fold")
+        for r in t.rows:
+            rich.add_column(str(r[t.columns[0]]), justify="right", overflow="fold")
+        for c in t.columns[1:]:
+            rich.add_row(c, *[_cell(r.get(c)) for r in t.rows])
+        return rich
+    for c in t.columns:
+        text = c in TEXT_COLUMNS
+        rich.add_column(c, justify="left" if text else "right", overflow="fold", no_wrap=not text)
+    for r in t.rows:
+        rich.add_row(*[_cell(r.get(c)) for c in t.columns])
+    return rich
+
+
+def _cell(v: object) -> str:
+    from mmkd.eval.reports import MeanStd
+
+    if v is None:
+        return "–"
+    if isinstance(v, MeanStd):
+        return f"{v.mean:.1f} ± {v.std:.1f}"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
 
 
 def register(app: typer.Typer) -> None:
@@ -164,6 +211,10 @@ def register(app: typer.Typer) -> None:
             help="Token counts for the token ablation ('none' = all tokens).")] = "none,500,300,100",
         token_modalities: Annotated[str | None, typer.Option(
             help="Modalities of the token-ablation teacher (paper: video,audio).")] = None,
+        robustness_drop: Annotated[str | None, typer.Option(
+            help="The modality the robustness (kept %) table drops (default "
+                 "eval.robustness_drop, else the teacher's strongest single modality on "
+                 "val).")] = None,
         set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c.")] = None,
     ) -> None:
         """Evaluate the run's models: Table 1 subsets, Fig. 4 missing rates, Fig. 5 efficiency,
@@ -174,4 +225,4 @@ def register(app: typer.Typer) -> None:
                  batch_size=batch_size, efficiency_sizes=efficiency_sizes,
                  efficiency_devices=_csv(efficiency_devices), ablations=_csv(ablation),
                  ablation_epochs=ablation_epochs, thetas=_csv(thetas),
-                 token_modalities=_csv(token_modalities))
+                 token_modalities=_csv(token_modalities), robustness_drop=robustness_drop)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from mmkd.cli import ui
 from mmkd.cli.runctx import find_run
+from mmkd.cli.train import FlipOpt, flip_override
 from mmkd.errors import MmkdError
 
 
@@ -57,10 +58,7 @@ def finetune_cmd(
         help="cpu, cuda or cuda:N (default: cuda if available); bf16 autocast on CUDA.")] = None,
     name: Annotated[str | None, typer.Option(
         help="Output folder under RUN_DIR/students (default <from>-ft-<modalities>).")] = None,
-    no_flip: Annotated[bool, typer.Option(
-        "--no-flip", help="No horizontal flips (default: flips unless the dataset is ssv2 or "
-                      "demo, whose labels depend on direction).")]
-    = False,
+    flip: FlipOpt = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c (repeatable).")]
     = None,
     restart: Annotated[bool, typer.Option(
@@ -74,7 +72,7 @@ def finetune_cmd(
     from mmkd.cli.train import train_progress
     from mmkd.train.finetune import FinetuneOptions, default_name, finetune
 
-    run = find_run(cache, set_ or [])
+    run = find_run(cache, (set_ or []) + flip_override(flip))
     mods = [m.strip() for m in modalities.split(",") if m.strip()]
     from_dir = from_ or run.dir / "students" / "karmma"
     if not (from_dir / "meta.json").exists():
@@ -84,7 +82,7 @@ def finetune_cmd(
     opts = FinetuneOptions(mods, from_dir, out_dir, epochs=epochs, lr_scale=lr_scale,
                            accum_steps=accum_steps,
                            grad_checkpointing=grad_checkpointing, workers=workers, device=device,
-                           reextract=reextract, flip=False if no_flip else None,
+                           reextract=reextract,
                            resume=not restart, checkpoint_every=checkpoint_every)
     with train_progress(f"finetune {'+'.join(mods)}") as on_event, \
             _extract_progress("re-extract") as (start, advance):

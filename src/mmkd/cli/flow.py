@@ -39,6 +39,9 @@ def flow(
                                                   "address tcp://host:port.")] = None,
     batch_size: Annotated[int, typer.Option(help="RAFT: frame pairs per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="RAFT: auto, cpu or cuda[:N].")] = "auto",
+    write_manifest: Annotated[bool, typer.Option(
+        help="--manifest: set media.flow of each sample whose video's flow is complete (the "
+             "manifest files are replaced atomically).")] = True,
 ) -> None:
     """Compute optical flow between frames i -> i+S and write EPIC-format u/v JPEGs."""
     from mmkd.flow import (
@@ -47,6 +50,7 @@ def flow(
         count_pairs,
         is_done,
         plan_manifest,
+        record_flow,
         run_jobs,
         single_job,
     )
@@ -80,6 +84,10 @@ def flow(
         summary = run_jobs(jobs, spec, options, workers=workers, dask=dask, progress=advance)
     summary.results.extend(failures)
     _print_summary(summary, out)
+    if manifest is not None and write_manifest:
+        n = record_flow(manifest_dir, jobs, stride)
+        ui.info(f"manifest {manifest_dir}: media.flow set on {n} sample(s) (stride {stride}); "
+                "next: mmkd extract --modality flow")
     if summary.with_status("failed"):
         raise typer.Exit(1)
 

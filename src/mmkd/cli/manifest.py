@@ -22,7 +22,7 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Folder to write meta.json a
 RootOpt = Annotated[str, typer.Option("--media-root", help="Root of the raw media (paths in the "
                                                            "manifest are relative to it).")]
 CheckOpt = Annotated[bool, typer.Option("--check-media", help="Report samples whose media are "
-                                         "missing or unreadable (a table, not an error).")]
+                                         "missing or unreadable (a table; an error when none exists).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -67,9 +67,8 @@ def epic100(
     with ui.progress_bar("reading EPIC-100", total=None, unit="segments") as advance:
         report = build_epic100(annotations, media_root, out, audio_hdf5=audio_hdf5,
                                audio_sample_rate=audio_sample_rate, boxes=boxes, seed=seed,
-                               val_fraction=val_fraction, check_media=check_media, command=cmd,
-                               progress=advance)
-    _summary(report)
+                               val_fraction=val_fraction, command=cmd, progress=advance)
+    _summary(report, check_media)
 
 
 @manifest_app.command("ssv2")
@@ -106,8 +105,8 @@ def ssv2(
         boxes = [prepare_with_progress(boxes, boxes_store or out / STORE_NAME).path]
     with ui.progress_bar("reading SSv2", total=None, unit="videos") as advance:
         report = build_ssv2(list(annotations), media_root, out, labels=labels, boxes=boxes,
-                            check_media=check_media, command=cmd, progress=advance)
-    _summary(report)
+                            command=cmd, progress=advance)
+    _summary(report, check_media)
 
 
 @manifest_app.command("custom")
@@ -136,23 +135,34 @@ def custom(
                    ("--check-media", check_media), ("--out", out))
     with ui.progress_bar("reading CSV", total=None, unit="rows") as advance:
         report = build_custom(csv_file, media_root, out, name=name, classes=class_files,
-                              check_media=check_media, command=cmd, progress=advance)
-    _summary(report)
+                              command=cmd, progress=advance)
+    _summary(report, check_media)
 
 
 @manifest_app.command("check")
 def check(manifest_dir: Annotated[Path, typer.Argument(help="A manifest folder.")]) -> None:
     """Report every sample of an existing manifest whose media are missing or unreadable."""
+    _check(manifest_dir)
+
+
+def _check(manifest_dir: Path) -> None:
+    """The media check of a written manifest, with its own bar (its total is known now): a
+    table and a CSV of the problems; an error when no medium is found at all."""
     from mmkd.datasets.manifest import read_all
-    from mmkd.datasets.media_check import check_media
+    from mmkd.datasets.media_check import check_media, nothing_found
 
     meta, samples = read_all(manifest_dir)
     with ui.progress_bar("checking media", total=len(samples), unit="samples") as advance:
         problems = check_media(meta, samples, manifest_dir, advance)
     _problems(problems, manifest_dir, len(samples))
+    if nothing_found(problems, samples):
+        raise MmkdError(f"{manifest_dir}: none of the media of the {len(samples)} samples exist "
+                        f"(e.g. {problems[0].path}); their paths are relative to the media root "
+                        f"{meta.media_root or '(none)'}: pass --media-root DIR, the folder they "
+                        "are relative to, when building the manifest")
 
 
-def _summary(report) -> None:
+def _summary(report, check_media: bool = False) -> None:
     meta = report.meta
     ui.info(f"[bold]{meta.dataset}[/bold] manifest → {report.out_dir}")
     table = Table(show_edge=False)
@@ -169,8 +179,8 @@ def _summary(report) -> None:
                 f"occurs in training ({len(report.pruned)} classes: {what})")
     if report.label_mismatches:
         _mismatches(report.label_mismatches)
-    if report.media_problems is not None:
-        _problems(report.media_problems, report.out_dir, sum(report.counts.values()))
+    if check_media:
+        _check(report.out_dir)
 
 
 def _mismatches(found) -> None:

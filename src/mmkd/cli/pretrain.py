@@ -12,7 +12,7 @@ from rich.table import Table
 from mmkd.cli import ui
 from mmkd.cli.jobs import BarReporter
 from mmkd.cli.runctx import find_run
-from mmkd.cli.train import CacheOpt, DeviceOpt, RestartOpt, SetOpt
+from mmkd.cli.train import CacheOpt, DeviceOpt, FlipOpt, RestartOpt, SetOpt, flip_override
 
 
 def register(app: typer.Typer) -> None:
@@ -31,30 +31,50 @@ def pretrain(
         "--in-ram/--stream", help="Decode the clips once and keep them in RAM (float16), or "
                                   "decode them again every epoch.")] = True,
     cache: CacheOpt = None, set_: SetOpt = None, device: DeviceOpt = None,
-    restart: RestartOpt = False,
+    restart: RestartOpt = False, flip: FlipOpt = None,
 ) -> None:
     """Train extractors (random init + a linear classifier per label head) on the train split,
     keep the best epoch on val, and write RUN_DIR/pretrained/<modality>-<extractor>.safetensors."""
     from mmkd.train.pretrain import pretrain_modality
 
-    run = find_run(cache, (set_ or []) + ([f"pretrain.train.epochs={epochs}"] if epochs else []))
+    run = find_run(cache, (set_ or []) + flip_override(flip)
+                   + ([f"pretrain.train.epochs={epochs}"] if epochs else []))
     with ui.new_progress("info") as bar:
         results = pretrain_modality(run.dir, run.cfg, modality, BarReporter(bar, "pretrain"),
                                     extractor or None, out, workers, in_ram, device or "cpu",
                                     resume=not restart)
-    table = Table(title=f"mmkd pretrain ({modality})")
-    for col in ("extractor", "clips train/val", "best epoch", "val acc", "weights"):
-        table.add_column(col)
-    for r in results:
-        best = r.fit.best
-        table.add_row(r.extractor, f"{r.train_clips}/{r.val_clips}", str(r.fit.best_epoch),
-                      f"{best['val_acc']:.1%}" if "val_acc" in best else "–", str(r.weights))
-    ui.console.print(table)
+    _summary(results, modality)
     for r in results:
         for reason, n in r.failures.most_common(5):
             ui.console.print(f"  [yellow]{r.extractor}: {n} × {reason} (left out)[/yellow]")
-        rel = r.weights.relative_to(run.dir) if r.weights.is_relative_to(run.dir) else r.weights
-        ui.info(f"use them: --set teacher.weights.{modality}={rel} (or student.weights) in "
-                f"this run, or mmkd extract --modality {modality} --extractor {r.extractor} "
-                f"--weights {r.weights}")
+        ui.info(f"use them: {_weights_hint(run.cfg, run.dir, modality, r.extractor, r.weights)}")
 
+
+def _summary(results: list, modality: str) -> None:
+    """One row per extractor: the best epoch's accuracy (all heads right), then each head's."""
+    split = "val" if any("val_acc" in r.fit.best for r in results) else "train"
+    heads = sorted({k[len(split) + 5:] for r in results for k in r.fit.best
+                    if k.startswith(f"{split}_acc_")})
+    table = Table(title=f"mmkd pretrain ({modality}): accuracy on {split} at the best epoch "
+                        "(acc: every head right)", title_justify="left")
+    for col in ("extractor", "clips train/val", "best epoch", "acc", *heads, "weights"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        best = r.fit.best
+        accs = [f"{best[k]:.1%}" if k in best else "–"
+                for k in (f"{split}_acc", *(f"{split}_acc_{h}" for h in heads))]
+        table.add_row(r.extractor, f"{r.train_clips}/{r.val_clips}", str(r.fit.best_epoch),
+                      *accs, str(r.weights))
+    ui.console.print(table)
+
+
+def _weights_hint(cfg, run_dir: Path, modality: str, extractor: str, weights: Path) -> str:
+    """The `--set` that wires `weights` into the roles whose extractor it is (or, for another
+    extractor, into the teacher with that extractor), and the direct `mmkd extract` call."""
+    rel = weights.relative_to(run_dir) if weights.is_relative_to(run_dir) else weights
+    roles = [r.name for r in (cfg.teacher, cfg.student) if r.extractors.get(modality) == extractor]
+    sets = (" ".join(f"--set {role}.weights.{modality}={rel}" for role in roles) if roles else
+            f"--set teacher.extractors.{modality}={extractor} --set teacher.weights.{modality}="
+            f"{rel} (or student.*)")
+    return (f"{sets} in this run, or mmkd extract --modality {modality} --extractor {extractor} "
+            f"--weights {weights}")

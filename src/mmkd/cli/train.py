@@ -29,6 +29,14 @@ RestartOpt = Annotated[bool, typer.Option(
 EveryOpt = Annotated[int, typer.Option(
     help="Also save the training state every N steps (0: at epoch ends only).")]
 InRamOpt = Annotated[bool, typer.Option("--in-ram", help="Load the tokens into RAM first.")]
+FlipOpt = Annotated[bool | None, typer.Option(
+    "--flip/--no-flip", help="Horizontal flips in the augmentation (sets augment.hflip; "
+                             "default: on only for EPIC-100 with no class naming left or right).")]
+
+
+def flip_override(flip: bool | None) -> list[str]:
+    """`--flip/--no-flip` as a `--set` override of augment.hflip (none when not given)."""
+    return [] if flip is None else [f"augment.hflip={str(flip).lower()}"]
 
 
 def _is_rank0() -> bool:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -18,6 +22,7 @@ from rich.progress import (
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 state = {"verbosity": 1}  # 0 quiet, 1 normal, 2 verbose
+LOG_EVERY_S = 30.0  # outside a terminal: one plain progress line per task at most this often
 
 
 def info(msg: str) -> None:
@@ -37,15 +42,67 @@ def resumed(at: dict[str, int]) -> str:
     return f"epoch {at['epoch']}, step {at['step'] + 1}"
 
 
+def fits(renderable: Any) -> bool:
+    """Whether `renderable` (a table) fits the terminal at its natural width, uncut."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update(max_width=10_000)
+    return Measurement.get(console, unbounded, renderable).maximum <= console.width
+
+
 def new_progress(field: str | None = "rate", disable: bool | None = None) -> Progress:
     """The one bar layout of every command: description, bar, n/N, `field` (a live text such as
-    rate or loss), elapsed, ETA."""
+    rate or loss), elapsed, ETA. Where no terminal draws it (a log file, a batch job), the same
+    facts come as one plain line per task every LOG_EVERY_S seconds."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn()]
     if field:
         columns.append(TextColumn(f"{{task.fields[{field}]}}"))
     columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    return Progress(*columns, console=console,
-                    disable=state["verbosity"] == 0 if disable is None else disable)
+    disable = state["verbosity"] == 0 if disable is None else disable
+    return LoggedProgress(*columns, console=console, disable=disable,
+                          log_every=None if disable or console.is_terminal else LOG_EVERY_S)
+
+
+class LoggedProgress(Progress):
+    """A rich Progress that also prints a plain progress line per task at most every
+    `log_every` seconds (None: never), since a bar is invisible outside a terminal."""
+
+    def __init__(self, *columns, log_every: float | None = None, **kwargs):
+        super().__init__(*columns, **kwargs)
+        self.log_every = log_every
+        self._last_line: dict[TaskID, float] = {}
+
+    def update(self, task_id: TaskID, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        self._maybe_log(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_log(task_id)
+
+    def _maybe_log(self, task_id: TaskID) -> None:
+        if self.log_every is None:
+            return
+        now = time.monotonic()
+        last = self._last_line.setdefault(task_id, now)
+        if now - last < self.log_every:
+            return
+        self._last_line[task_id] = now
+        self.console.print(progress_line(self._tasks[task_id]), markup=False, highlight=False)
+
+
+def progress_line(task: Task) -> str:
+    """`description: n/N (p %), fields, elapsed m:ss, ETA m:ss` (what the bar shows)."""
+    total = f"{task.total:,.0f} ({task.percentage:.0f} %)" if task.total else "?"
+    fields = "".join(f", {v}" for v in task.fields.values() if v)
+    eta = f", ETA {_clock(task.time_remaining)}" if task.time_remaining is not None else ""
+    return (f"{task.description}: {task.completed:,.0f}/{total}{fields}, elapsed "
+            f"{_clock(task.elapsed or 0)}{eta}")
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 @contextmanager

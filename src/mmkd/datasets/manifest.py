@@ -15,15 +15,16 @@ directory's `data.dataset/annotations/media_root` is enough to (re)build its man
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mmkd.datasets.labels import LabelTextMismatch
 from mmkd.errors import MmkdError
@@ -107,15 +108,29 @@ class BuildReport:
 
 
 def write_manifest(out_dir: str | Path, meta: ManifestMeta, splits: dict[str, list[Sample]]) -> Path:
+    """Each file is written aside and renamed onto its path, so rewriting a manifest (`mmkd flow`
+    adds its flow) never leaves a half-written file for a reader; meta.json goes last."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta.splits = list(splits)
     for name, samples in splits.items():
-        with open(out / f"{name}.jsonl", "w") as fh:
+        with _replacing(out / f"{name}.jsonl") as fh:
             for s in samples:
                 fh.write(json.dumps(_record(s), separators=(",", ":")) + "\n")
-    (out / META_FILE).write_text(json.dumps(dataclasses.asdict(meta), indent=2) + "\n")
+    with _replacing(out / META_FILE) as fh:
+        fh.write(json.dumps(dataclasses.asdict(meta), indent=2) + "\n")
     return out
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[TextIO]:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            yield fh
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_meta(manifest_dir: str | Path) -> ManifestMeta:

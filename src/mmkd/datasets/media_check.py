@@ -22,6 +22,7 @@ from mmkd.errors import MmkdError
 IMAGE_SIGNATURES = {".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff", ".png": b"\x89PNG\r\n\x1a\n"}
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 LISTED_FOLDERS = 8  # samples come grouped by video: a few folder listings at a time suffice
+FILE_MISSING, FOLDER_MISSING = "file missing", "frame folder missing"
 
 
 def check_media(meta: ManifestMeta, samples: list[Sample], manifest_dir: str | Path | None = None,
@@ -39,6 +40,13 @@ def check_media(meta: ManifestMeta, samples: list[Sample], manifest_dir: str | P
             progress(1)
     _listing.cache_clear()
     return problems
+
+
+def nothing_found(problems: list[MediaProblem], samples: list[Sample]) -> bool:
+    """Whether no listed medium of any sample exists: the media root is wrong, not the data."""
+    pairs = sum(len(s.media) for s in samples)
+    return pairs > 0 and len(problems) == pairs and all(
+        p.problem in (FILE_MISSING, FOLDER_MISSING) for p in problems)
 
 
 def _check_one(meta: ManifestMeta, s: Sample, modality: str, media: dict, manifest_dir, files,
@@ -61,7 +69,7 @@ def _check_one(meta: ManifestMeta, s: Sample, modality: str, media: dict, manife
         return root, ""
     path = loc(media["path"])
     if not path.is_file():
-        return path, "file missing"
+        return path, FILE_MISSING
     key = media.get("key")
     if key is None:
         if modality == "detection":
@@ -99,7 +107,7 @@ def _frames(folder: Path, template: str, first: int, last: int) -> tuple[Path, s
     """Every frame first..last listed in the folder; the first and last start like an image."""
     names = _listing(folder)
     if names is None:
-        return folder, "frame folder missing"
+        return folder, FOLDER_MISSING
     for idx in range(first, last + 1):
         if template % idx not in names:
             return folder / (template % idx), f"frame {idx} missing"

@@ -93,10 +93,11 @@ def subsets_pivot(models: list[EvaluatedModel], modalities: list[str],
 
 
 def robustness_table(models: list[EvaluatedModel], modalities: list[str],
-                     labels: dict[str, np.ndarray], split: str, dropped: str = "video"
-                     ) -> Table | None:
+                     labels: dict[str, np.ndarray], split: str, dropped: str = "video",
+                     why: str = "") -> Table | None:
     """The paper's headline robustness check: accuracy with all modalities vs without `dropped`
-    (EPIC: F+A), and the share of its full accuracy each model keeps."""
+    (EPIC: F+A), and the share of its full accuracy each model keeps; `why` says how `dropped`
+    was chosen."""
     if dropped not in modalities or len(modalities) < 2:
         return None
     metric = metrics.primary_metric(list(labels))
@@ -115,14 +116,21 @@ def robustness_table(models: list[EvaluatedModel], modalities: list[str],
                  title=f"{metric.capitalize()} accuracy (%) with and without {dropped} ({split})",
                  columns=["method", subset_label(full), subset_label(rest), "kept (%)"],
                  rows=rows,
-                 notes=[f"kept = accuracy without {dropped} / accuracy with every modality."])
+                 notes=[f"kept = accuracy without {dropped} / accuracy with every modality.",
+                        *([why] if why else [])])
 
 
 def seen_unseen_table(models: list[EvaluatedModel], modalities: list[str],
-                      labels: dict[str, np.ndarray], unseen: np.ndarray, split: str) -> Table:
-    """Tab. C.1: all-modalities accuracy on seen, unseen and all participants."""
-    full = subset_key(tuple(modalities))
+                      labels: dict[str, np.ndarray], unseen: np.ndarray | str, split: str
+                      ) -> Table:
+    """Tab. C.1: all-modalities accuracy on seen, unseen and all participants; `unseen` is the
+    per-sample flags, or why they cannot split the samples (an empty table says so)."""
+    title = f"Top-1 accuracy (%) by participant group, all modalities ({split})"
     names = metrics.metric_names(list(labels))
+    if isinstance(unseen, str):
+        return Table(name="seen_unseen", title=title, columns=["method", "participants", *names],
+                     rows=[], notes=[f"Not computed: {unseen}."])
+    full = subset_key(tuple(modalities))
     rows = []
     for m in models:
         preds = m.preds.get(full) or m.preds.get(subset_key(tuple(m.modalities)))
@@ -131,8 +139,7 @@ def seen_unseen_table(models: list[EvaluatedModel], modalities: list[str],
         groups = metrics.accuracy_by_group(preds, labels, unseen)
         for group in ("seen", "unseen", "all"):
             rows.append({"method": m.label, "participants": group, **groups[group]})
-    return Table(name="seen_unseen",
-                 title=f"Top-1 accuracy (%) by participant group, all modalities ({split})",
+    return Table(name="seen_unseen", title=title,
                  columns=["method", "participants", *names], rows=rows,
                  notes=[f"{int(unseen.sum())} of {len(unseen)} samples are from unseen participants."])
 

@@ -88,7 +88,7 @@ class SplitData:
     split: str
     indices: np.ndarray
     labels: dict[str, np.ndarray]
-    unseen: np.ndarray | None
+    unseen: np.ndarray | str | None  # per-sample flags, or why there are none (None: no manifest)
     majority: dict[str, float]  # accuracy of always predicting the most frequent train class
 
 
@@ -109,8 +109,10 @@ def split_data(cache: Any, heads: list[str], split: str, manifest_dir: Path | No
     return SplitData(split, idx, labels, _unseen_flags(cache, idx, manifest_dir), majority)
 
 
-def _unseen_flags(cache: Any, idx: np.ndarray, manifest_dir: Path | None) -> np.ndarray | None:
-    """Per-sample unseen-participant flags from the manifest, when it has both groups."""
+def _unseen_flags(cache: Any, idx: np.ndarray, manifest_dir: Path | None
+                  ) -> np.ndarray | str | None:
+    """Per-sample unseen-participant flags from the manifest when the split has both groups,
+    else why not."""
     if manifest_dir is None or not (manifest_dir / "meta.json").exists():
         return None
     from mmkd.datasets.manifest import read_all
@@ -122,9 +124,14 @@ def _unseen_flags(cache: Any, idx: np.ndarray, manifest_dir: Path | None) -> np.
                         "or point data.manifest_dir at the right manifest")
     flags = [samples[i].unseen for i in idx]
     if any(f is None for f in flags):
-        return None
+        return (f"the manifest does not say for {sum(f is None for f in flags)} of the "
+                f"{len(flags)} samples whether their participant is unseen (custom CSV: the "
+                "unseen column)")
     arr = np.asarray(flags, dtype=bool)
-    return arr if arr.any() and not arr.all() else None
+    if arr.all() or not arr.any():
+        return (f"every one of the {len(arr)} samples is from {'an unseen' if arr.all() else 'a seen'}"
+                " participant, so there is no other group to compare with")
+    return arr
 
 
 def evaluate_models(cache: Any, refs: list[ModelRef], data: SplitData, protocol_names: list[str],
@@ -156,10 +163,29 @@ def evaluate_models(cache: Any, refs: list[ModelRef], data: SplitData, protocol_
     return out
 
 
+def strongest_modality(cache: Any, ref: ModelRef, heads: list[str], device: str,
+                       batch_size: int) -> tuple[str, str]:
+    """The modality whose loss costs most: the best single one of `ref` on val (on train when
+    the cache has no val), as (modality, a note saying so)."""
+    splits = set(cache.splits.tolist())
+    split = "val" if "val" in splits else "train"
+    data = split_data(cache, heads, split, None)
+    (model,) = evaluate_models(cache, [ref], data, ["subsets"], [], [], device, batch_size)
+    metric = metrics.primary_metric(heads)
+    acc = {m: metrics.accuracy(model.preds[protocols.subset_key((m,))], data.labels)[metric]
+           for m in model.modalities}
+    best = max(acc, key=acc.get)
+    scores = ", ".join(f"{m} {a:.2f}" for m, a in acc.items())
+    return best, (f"Dropped: {best}, the strongest single modality of {ref.label} on {split} "
+                  f"({metric} accuracy alone: {scores}); choose another with --robustness-drop.")
+
+
 def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[str],
                     data: SplitData, protocol_names: list[str], rates: list[float],
-                    seeds: list[int], reports_dir: Path) -> tuple[list[Table], list[Path]]:
-    """Tables (and the Fig. 4 plot) of the accuracy protocols."""
+                    seeds: list[int], reports_dir: Path,
+                    dropped: tuple[str, str] | None = None) -> tuple[list[Table], list[Path]]:
+    """Tables (and the Fig. 4 plot) of the accuracy protocols; `dropped` is the robustness
+    table's (modality, how it was chosen)."""
     tables: list[Table] = []
     figs: list[Path] = []
     heads = list(data.labels)
@@ -173,7 +199,8 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
         long = protocols.subsets_table(evaluated, modalities, data.labels, data.split)
         long.notes.append(majority_note)
         tables += [pivot, long]
-        robust = protocols.robustness_table(evaluated, modalities, data.labels, data.split)
+        robust = protocols.robustness_table(evaluated, modalities, data.labels, data.split,
+                                            *(dropped or ("video", "")))
         if robust is not None:
             tables.append(robust)
         if data.unseen is not None:

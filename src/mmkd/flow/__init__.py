@@ -15,6 +15,7 @@ from mmkd.flow.runner import (
     count_pairs,
     is_done,
     plan_manifest,
+    record_flow,
     run_jobs,
     single_job,
 )
@@ -22,5 +23,5 @@ from mmkd.flow.runner import (
 __all__ = [
     "BOUND", "FlowJob", "FlowOptions", "FlowSpec", "FlowSummary", "JobResult", "compute_job",
     "count_pairs", "create_method", "dequantize", "is_done", "plan_manifest", "quantize",
-    "run_jobs", "single_job",
+    "record_flow", "run_jobs", "single_job",
 ]

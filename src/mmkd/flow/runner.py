@@ -118,6 +118,28 @@ def plan_manifest(manifest_dir: Path, out: Path) -> tuple[list[FlowJob], list[Jo
     return list(jobs.values()), list(failures.values())
 
 
+def record_flow(manifest_dir: Path, jobs: list[FlowJob], stride: int) -> int:
+    """Point every sample of a video whose flow is complete at it (`media.flow`: the EPIC
+    folder, its frame template, `stride`), so `mmkd extract --modality flow` reads it; the
+    manifest is rewritten file by file atomically. Returns the samples updated."""
+    meta, samples = M.read_all(manifest_dir)
+    root = M.resolve(meta, "", manifest_dir).absolute()
+    done = {j.name: Path(j.out_dir).absolute() for j in jobs if is_done(j)}
+    flow = {name: {"dir": M.media_path(d, root), "template": f"{io.FRAME_TEMPLATE}.jpg",
+                   "stride": stride} for name, d in done.items()}
+    changed = 0
+    for s in samples:
+        if s.video_id in flow and s.media.get("flow") != flow[s.video_id]:
+            s.media = {**s.media, "flow": flow[s.video_id]}
+            changed += 1
+    if changed:
+        splits: dict[str, list[M.Sample]] = {name: [] for name in meta.splits}
+        for s in samples:
+            splits[s.split].append(s)
+        M.write_manifest(manifest_dir, meta, splits)
+    return changed
+
+
 def single_job(source: Path, kind: str, out: Path, pattern: str | None = None) -> FlowJob:
     """`--video FILE` or `--frames DIR`: flow straight into `<out>/{u,v}`."""
     return FlowJob(source.stem if kind == "video" else source.name, str(source), kind, str(out),

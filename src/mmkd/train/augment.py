@@ -1,12 +1,13 @@
-"""Train-time augmentation for stage 3, applied to an extractor's inputs after stage 1's readers.
+"""Train-time augmentation for stage 3 and `mmkd pretrain`, applied to an extractor's inputs
+after stage 1's readers.
 
 The readers of `mmkd.extract` produce exactly the tensors stage 1 fed the frozen extractors
 (centre crop, fixed clip); fine-tuning adds randomness on top of those tensors, so decoding and
 the input contract stay in one place. Per input kind:
   frames (video, flow; C×T×H×W): random resized crop of the centre crop (area 50–100 %, aspect
-      3/4–4/3, the same box for every frame), resized back to the crop size, and a horizontal
-      flip with p = 0.5 (flow: the u channel changes sign, since motion to the right becomes
-      motion to the left). Flow magnitudes are not rescaled with the crop (TSN convention).
+      3/4–4/3, the same box for every frame), resized back to the crop size, and, where flips
+      keep labels true (`resolve_hflip`), a horizontal flip with p = 0.5 (flow: the u channel
+      changes sign, since motion to the right becomes motion to the left). Flow magnitudes are not rescaled with the crop (TSN convention).
   mel_windows (audio Swin; 3×T×M×W): SpecAugment-style masks, the same on every window.
   fbank (AST; T×M): a random circular time shift (AST's `torch.roll`), then one frequency mask
       of up to M/5 bins and one time mask of up to T/5 frames (SpecAugment), set to 0, the mean
@@ -19,6 +20,7 @@ augmentation does not depend on which decode worker handles it, and a resumed ru
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,10 +65,23 @@ class Augment:
         return out
 
 
-def flips_keep_labels(dataset: str) -> bool:
-    """Whether horizontal flips leave a dataset's labels true: not where direction is the class
-    (SSv2's "left to right"; the demo's open, counter-clockwise, vs close, clockwise)."""
-    return dataset not in ("ssv2", "demo")
+FLIP_SAFE_DATASETS = ("epic100",)  # no class of theirs changes under a mirror image
+_SIDE_WORD = re.compile(r"\b(left|right)(wards?)?\b", re.IGNORECASE)
+
+
+def resolve_hflip(setting: bool | None, dataset: str, classes: dict[str, list[str]]) -> bool:
+    """`augment.hflip`, or where it is None: flips only where they keep labels true. Not for
+    SSv2 ("left to right"), the demo (open is counter-clockwise, close clockwise), a custom
+    dataset (nothing is known of its classes), nor any dataset with a class naming a side."""
+    if setting is not None:
+        return setting
+    return dataset in FLIP_SAFE_DATASETS and not side_classes(classes)
+
+
+def side_classes(classes: dict[str, list[str]]) -> list[str]:
+    """Class names that say left or right (`move_left`, "Pushing left to right")."""
+    return [n for names in classes.values() for n in names
+            if _SIDE_WORD.search(n.replace("_", " "))]
 
 
 def random_resized_crop(frames_CTHW: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

@@ -176,7 +176,6 @@ class FinetuneOptions:
     workers: int | None = None  # decode processes; None: extract.workers
     device: str | None = None
     reextract: bool = False
-    flip: bool | None = None  # horizontal flips; None: `augment.flips_keep_labels(dataset)`
     resume: bool = True
     checkpoint_every: int = 0
 
@@ -221,7 +220,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     from mmkd.cache.loader import CacheBatches
     from mmkd.datasets.manifest import manifest_hash, read_all
     from mmkd.extract.inputs import InputBuilder
-    from mmkd.train.augment import Augment, flips_keep_labels
+    from mmkd.train.augment import Augment, resolve_hflip
     from mmkd.train.runs import VAL_SPLIT, fit_run, label_heads, method_class, resolve_device
 
     say = status or (lambda _msg: None)
@@ -265,7 +264,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     before = subset_accuracy(student, CacheBatches(cache, features, eval_split, 64, shuffle=False,
                                                    seed=0), mods, device, tcfg.precision)
 
-    flip = opts.flip if opts.flip is not None else flips_keep_labels(cfg.data.dataset)
+    flip = resolve_hflip(cfg.augment.hflip, cfg.data.dataset, mmeta.classes)
     builders = {m: InputBuilder(m, extractors[m].spec, s.sampler, mmeta, str(manifest_dir))
                 for m, s in sources.items()}
     augments = {m: Augment(m, extractors[m].spec.input_kind, flip) for m in sources}

@@ -38,7 +38,7 @@ from mmkd.extract.runner import decode_loader_options
 from mmkd.extract.sampling import ClipSampler
 from mmkd.files import sha256_file, write_safetensors
 from mmkd.train import checkpoint as ckpt
-from mmkd.train.augment import Augment, flips_keep_labels, sample_rng
+from mmkd.train.augment import Augment, resolve_hflip, sample_rng
 from mmkd.train.finetune import NO_DECAY_SUFFIXES
 from mmkd.train.finetune_data import RawClips, RawInputs, collate
 from mmkd.train.loop import FitResult, ProgressFn
@@ -251,7 +251,8 @@ def prepare_inputs(run_dir: str | Path, cfg: C.RunConfig, modality: str, extract
     sampler = ClipSampler(cfg.clip.num_frames, cfg.clip.frame_stride, cfg.clip.sampling)
     build = InputBuilder(modality, get_spec(extractor), sampler, meta, str(manifest_dir))
     workers = cfg.extract.workers if workers is None else workers
-    flip, seed = flips_keep_labels(cfg.data.dataset), cfg.pretrain.train.seed
+    flip = resolve_hflip(cfg.augment.hflip, cfg.data.dataset, meta.classes)
+    seed = cfg.pretrain.train.seed
     augment = Augment(modality, build.spec.input_kind, flip)
     common = dict(modality=modality, contract=input_key(extractor), heads=heads, labels=labels,
                   flip=flip, manifest_dir=manifest_dir, n_samples=len(samples))

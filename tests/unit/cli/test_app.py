@@ -52,3 +52,23 @@ def test_error_line_keeps_square_brackets(tmp_path, capsys):
         main(["init", str(tmp_path / "run"), "--dataset", "demo", "--set", "data.x[bold]=1"])
     assert exit_.value.code == 2
     assert "data.x[bold]" in capsys.readouterr().err  # rich markup would eat "[bold]"
+
+
+def test_init_size_small_takes_the_demos_sizes_and_keeps_the_datasets_data(tmp_path):
+    res = runner.invoke(app, ["init", str(tmp_path / "small"), "--dataset", "custom",
+                              "--size", "small", "--set", "data.modalities=[video,detection]"])
+    assert res.exit_code == 0, res.output
+    cfg, demo = C.load(tmp_path / "small" / C.CONFIG_FILE), C.run_preset("demo")
+    assert cfg.data.dataset == "custom" and cfg.data.modalities == ["video", "detection"]
+    assert (cfg.clip, cfg.extract, cfg.pretrain) == (demo.clip, demo.extract, demo.pretrain)
+    assert cfg.teacher.fusion == demo.teacher.fusion and cfg.student.train == demo.student.train
+    assert cfg.teacher.extractors["video"] == "demo_swin3d_teacher"
+    assert cfg.student.extractors["detection"] == C.SMALL_DETECTION
+    assert cfg.eval == C.run_preset("custom").eval  # the demo's drops video; a custom run may lack it
+    paper = runner.invoke(app, ["init", str(tmp_path / "paper"), "--dataset", "custom"])
+    assert paper.exit_code == 0, paper.output
+    cfg = C.load(tmp_path / "paper" / C.CONFIG_FILE)
+    assert (cfg.clip.num_frames, cfg.extract.theta, cfg.teacher.extractors["video"]) == \
+        (32, 300, "swin3d_b")
+    bad = runner.invoke(app, ["init", str(tmp_path / "x"), "--dataset", "custom", "--size", "big"])
+    assert bad.exit_code != 0 and "small, paper" in str(bad.exception)

@@ -5,10 +5,11 @@ import torch
 
 from mmkd.train.augment import (
     Augment,
-    flips_keep_labels,
     jitter_boxes,
     random_resized_crop,
+    resolve_hflip,
     sample_rng,
+    side_classes,
 )
 
 
@@ -73,6 +74,15 @@ def test_box_jitter_moves_real_boxes_only_and_keeps_them_valid():
     assert torch.equal(res["categories"], cats) and torch.equal(res["frame_types"], types)
 
 
-def test_flips_are_off_where_direction_is_the_class():
-    assert not flips_keep_labels("ssv2") and not flips_keep_labels("demo")
-    assert flips_keep_labels("epic100") and flips_keep_labels("custom")
+def test_flips_are_off_unless_they_keep_the_labels_true():
+    verbs = {"verb": ["take", "put", "open"], "noun": ["leftover", "knife", "upright"]}
+    assert resolve_hflip(None, "epic100", verbs)  # "leftover", "upright" name no side
+    for dataset in ("ssv2", "demo", "custom"):
+        assert not resolve_hflip(None, dataset, verbs)
+    for side in ("move_left", "Pushing something from right to left", "turn-right",
+                 "roll leftwards"):
+        with_side = {**verbs, "verb": [*verbs["verb"], side]}
+        assert side_classes(with_side) == [side]
+        assert not resolve_hflip(None, "epic100", with_side)
+    assert resolve_hflip(True, "custom", {"verb": ["move_left"]})  # the setting wins
+    assert not resolve_hflip(False, "epic100", verbs)

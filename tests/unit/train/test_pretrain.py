@@ -143,3 +143,55 @@ def test_detection_pretrains_with_integer_inputs_kept_integer(run):
     assert x["detection"]["categories"].dtype == torch.int64
     res = train_extractor(run_dir, cfg, inputs, "test_stlt")
     assert res.fit.best_epoch == 1 and res.weights.is_file()
+
+
+@pytest.mark.parametrize("in_ram", [True, False], ids=["in_ram", "stream"])
+@pytest.mark.parametrize("modality,extractor", [
+    ("video", "test_swin3d"), ("flow", "test_swin3d"), ("audio", "test_swin3d_audio"),
+    ("audio", "test_ast"), ("detection", "test_stlt")],
+    ids=["video", "flow", "audio-logmel", "audio-fbank", "detection"])
+def test_every_input_kind_reaches_the_model_with_stage_1s_dtypes(run, monkeypatch, modality,
+                                                                 extractor, in_ram):
+    """Held in RAM as float16 or streamed, the model sees what stage 1's reader gives the frozen
+    extractor: float32 signals, int64 ids."""
+    from mmkd.datasets.manifest import read_all
+    from mmkd.extract.extractors import get_spec
+    from mmkd.extract.inputs import InputBuilder
+    from mmkd.extract.sampling import ClipSampler
+    from mmkd.train import pretrain
+
+    run_dir, cfg = run
+    cfg = copy.deepcopy(cfg)
+    cfg.data.modalities = ["video", "flow", "audio", "detection"]
+    cfg.pretrain.train.epochs = 1
+    meta, samples = read_all(Path(cfg.data.manifest_dir))
+    build = InputBuilder(modality, get_spec(extractor), ClipSampler(
+        cfg.clip.num_frames, cfg.clip.frame_stride, cfg.clip.sampling), meta, cfg.data.manifest_dir)
+    expected = {k: v.dtype for k, v in build(samples[0]).items()}
+    seen = []
+    forward = pretrain.ExtractorClassifier.forward
+
+    def spy(self, tokens, present):
+        seen.append({k: v.dtype for k, v in tokens[modality].items()})
+        return forward(self, tokens, present)
+
+    monkeypatch.setattr(pretrain.ExtractorClassifier, "forward", spy)
+    inputs = prepare_inputs(run_dir, cfg, modality, extractor, in_ram=in_ram)
+    res = train_extractor(run_dir / f"dtypes-{in_ram}", cfg, inputs, extractor)
+    assert res.weights.is_file() and seen
+    assert all(s == expected for s in seen), (seen[0], expected)
+    assert set(expected.values()) <= {torch.float32, torch.int64}
+
+
+@pytest.mark.parametrize("dataset,hflip,flip", [
+    ("custom", None, False), ("epic100", None, True), ("epic100", False, False),
+    ("custom", True, True)])
+def test_flips_follow_augment_hflip(run, dataset, hflip, flip):
+    """A custom dataset's labels may name a side: no flips unless augment.hflip says so."""
+    run_dir, cfg = run
+    cfg = copy.deepcopy(cfg)
+    cfg.data.dataset, cfg.augment.hflip = dataset, hflip
+    for in_ram in (True, False):
+        inputs = prepare_inputs(run_dir, cfg, "video", "test_swin3d", in_ram=in_ram)
+        augment = inputs.train.augment if in_ram else inputs.train.augments["video"]
+        assert inputs.flip is augment.flip is flip

@@ -198,7 +198,7 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:
     """The demo's questions answered from the measured tables (issue 7, point 5), as sentences."""
-    from mmkd.eval.masks import LETTERS
+    from mmkd.subsets import LETTERS
     from mmkd.eval.reports import read_table
 
     subsets = read_table(reports_dir / f"subsets_{metric}.json")

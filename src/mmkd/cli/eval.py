@@ -151,7 +151,7 @@ def _summary(tables: list, report: Path) -> None:
 def _rich_table(t, transpose: bool) -> RichTable:
     """`t` for the terminal: text wraps instead of being cut; with `transpose`, one column per
     method; a legend of the modality letters under tables that use them."""
-    from mmkd.eval.masks import LETTERS
+    from mmkd.subsets import LETTERS
 
     used = "".join(t.columns) + "".join(str(r.get(c, "")) for r in t.rows for c in TEXT_COLUMNS)
     legend = ", ".join(f"{letter} {m}" for m, letter in LETTERS.items()

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from mmkd.cli import eval as cli
 from mmkd.cli import ui
-from mmkd.eval import masks
+from mmkd import subsets as masks
 from mmkd.eval.reports import Table
 
 MODS = ["video", "flow", "audio", "detection"]

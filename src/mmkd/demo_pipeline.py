@@ -198,8 +198,8 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:
     """The demo's questions answered from the measured tables (issue 7, point 5), as sentences."""
-    from mmkd.subsets import LETTERS
     from mmkd.eval.reports import read_table
+    from mmkd.subsets import LETTERS
 
     subsets = read_table(reports_dir / f"subsets_{metric}.json")
     robust_path = reports_dir / f"robustness_{metric}.json"

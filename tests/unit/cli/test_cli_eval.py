@@ -5,9 +5,9 @@ import io
 import pytest
 from rich.console import Console
 
+from mmkd import subsets as masks
 from mmkd.cli import eval as cli
 from mmkd.cli import ui
-from mmkd import subsets as masks
 from mmkd.eval.reports import Table
 
 MODS = ["video", "flow", "audio", "detection"]

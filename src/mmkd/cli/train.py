@@ -92,13 +92,15 @@ def _distill_mst(run, mods: list[str], out_dir: Path, device: str | None, resume
             continue
         with train_progress(f"mst {stage.title}") as on_event:
             stage.run(on_event)
+    if not _is_rank0():
+        return
     info = json.loads((out_dir / SUMMARY).read_text())
     timing = info["teacher_logits_s"]
     extra = {"members": "; ".join(f"{n}: {'+'.join(m)}" for n, m in info["members"].items()),
              "teacher logits": f"{run.cache_path}/teachers/mst-{info['target']}-1..."
                                f"{len(info['teachers'])}, computed once in "
                                f"{sum(timing.values()):.1f} s (train split {timing['train']:.1f}"
-                               " s: the time caching saves per stage-3 epoch)"}
+                               " s, which recomputing would add to every stage-3 epoch)"}
     for tid, t in info["teachers"].items():
         extra[tid] = f"{t['base']} @ {t['layer']}: chosen {t['chosen']} times ({t['share']:.1%})"
     _summary(f"mst ({mods[0]})", out_dir, mst.result, extra)

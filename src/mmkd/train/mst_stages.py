@@ -34,6 +34,7 @@ from mmkd.errors import MmkdError
 from mmkd.files import sha256_file, write_json
 from mmkd.registry import models
 from mmkd.train import checkpoint as ckpt
+from mmkd.train import distributed as D
 from mmkd.train.loop import FitResult, ProgressFn, autocast_for, to_device
 from mmkd.train.methods import BatchNeeds
 from mmkd.train.methods.mst import (
@@ -118,6 +119,8 @@ class MstRun:
         return True
 
     def mark_done(self, stage: int, info: dict[str, Any]) -> None:
+        if D.rank_world()[0] != 0:
+            return
         write_json(self.out / f"stage{stage}" / DONE,
                    {"fingerprint": self.fingerprint(stage), **info})
 
@@ -166,20 +169,24 @@ class MstRun:
         out = self.out / "stage2"
         self.fit(task, tb, None, train, out, "mst-masknets", list(self.cfg.data.modalities),
                  progress, 2)
-        dev = resolve_device(self.device)
-        task.to(dev).eval()
-        logits, seconds = self.teacher_outputs(task, dev, train.batch_size)
-        sha = sha256_file(out / ckpt.LAST)
-        teachers = {}
-        for j, (base, layer) in enumerate(task.routes):
-            tid = teacher_id(self.target, j + 1)
-            prov = {"method": "mst", "target": self.target, "base": base, "layer": layer,
-                    "base_modalities": self.members()[base], "masknets": str(out / ckpt.LAST),
-                    "weights_sha256": sha, "fingerprint": self.fingerprint(2)}
-            for head, arr in logits[j].items():
-                self.cache.write_teacher_logits(tid, head, arr, prov)
-            teachers[tid] = {"base": base, "layer": layer}
-        self.mark_done(2, {"teachers": teachers, "teacher_logits_s": seconds})
+        if D.rank_world()[0] == 0:  # one process writes the cache
+            dev = resolve_device(self.device)
+            task.to(dev).eval()
+            logits, seconds = self.teacher_outputs(task, dev, train.batch_size)
+            sha = sha256_file(out / ckpt.LAST)
+            teachers = {}
+            for j, (base, layer) in enumerate(task.routes):
+                tid = teacher_id(self.target, j + 1)
+                prov = {"method": "mst", "target": self.target, "base": base, "layer": layer,
+                        "base_modalities": self.members()[base],
+                        "masknets": str(out / ckpt.LAST), "weights_sha256": sha,
+                        "fingerprint": self.fingerprint(2)}
+                for head, arr in logits[j].items():
+                    self.cache.write_teacher_logits(tid, head, arr, prov)
+                teachers[tid] = {"base": base, "layer": layer}
+            self.mark_done(2, {"teachers": teachers, "teacher_logits_s": seconds})
+        if D.is_distributed():
+            torch.distributed.barrier()
 
     @torch.no_grad()
     def teacher_outputs(self, task: MstSpecialise, dev: torch.device, batch_size: int
@@ -224,6 +231,8 @@ class MstRun:
         self.write_summary(task, done2)
 
     def write_summary(self, task: MstMethod, done2: dict[str, Any]) -> None:
+        if D.rank_world()[0] != 0:
+            return
         counts = task.routed.cpu().tolist()
         total = max(1, sum(counts))
         records = [json.loads(ln) for ln in (self.out / ckpt.METRICS).read_text().splitlines()
@@ -236,7 +245,6 @@ class MstRun:
                                                    strict=True)},
             "teacher_logits_s": done2["teacher_logits_s"],
             "stage3_epoch_s": epoch_s,
-            "saved_per_epoch_s": done2["teacher_logits_s"].get("train"),
         })
 
 

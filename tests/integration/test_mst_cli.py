@@ -56,15 +56,16 @@ def test_three_stages_resume_inside_stage2_summary_and_eval(run_dir, monkeypatch
            *FAST]
     res = runner.invoke(app, cmd)
     assert res.exit_code != 0 and calls["n"] == 3
-    assert (out / "stage1" / "done.json").exists() and not (out / "stage2" / "done.json").exists()
-    stage1_mtime = (out / "stage1" / "last.safetensors").stat().st_mtime_ns
+    members = run_dir / "mst-members"
+    assert (members / "done.json").exists() and not (out / "stage2" / "done.json").exists()
+    stage1_mtime = (members / "last.safetensors").stat().st_mtime_ns
 
     calls["n"] = -100  # no more kills; count the steps the resumed stage 2 runs
     res = runner.invoke(app, cmd)
     assert res.exit_code == 0, res.output
     steps_per_epoch = -(-(N * 3 // 5) // 8)  # 24 train samples, batch 8
     assert calls["n"] + 100 == steps_per_epoch - 2  # stage 2 continued after its saved steps
-    assert (out / "stage1" / "last.safetensors").stat().st_mtime_ns == stage1_mtime
+    assert (members / "last.safetensors").stat().st_mtime_ns == stage1_mtime
     assert "done earlier, skipped" in res.output and "stage 1/3" in res.output
 
     # the specialised teachers' logits are in the cache: 3 bases (all, video, flow) × 2 layers
@@ -88,15 +89,24 @@ def test_three_stages_resume_inside_stage2_summary_and_eval(run_dir, monkeypatch
     assert set(summary["teacher_logits_s"]) == {"train", "val", "test"}
     assert "chosen" in res.output and "mst-audio-1" in res.output
 
-    # a config change after a finished stage is refused, naming --restart
-    res = runner.invoke(app, [*cmd, "--set", "methods.mst.temperature=2"])
+    # a config change after a finished stage 2 is refused, naming --restart
+    res = runner.invoke(app, [*cmd, "--set", "methods.mst.top_k=2"])
     assert isinstance(res.exception, MmkdError) and "--restart" in str(res.exception)
+
+    # another target reuses the members: stage 1 is skipped, its teachers are its own
+    res = runner.invoke(app, ["distill", "--method", "mst", "--modalities", "video", *FAST])
+    assert res.exit_code == 0, res.output
+    assert "stage 1/3: collaborative initialisation: done earlier" in res.output
+    assert (members / "last.safetensors").stat().st_mtime_ns == stage1_mtime
+    prov = Cache.open(run_dir / "cache.zarr").teacher_provenance("mst-video-3")
+    assert (prov["base"], prov["layer"]) == ("flow", "fusion")
 
     res = runner.invoke(app, ["eval", "--protocol", "subsets,missing-rate"])
     assert res.exit_code == 0, res.output
     table = json.loads((run_dir / "reports" / "subsets.json").read_text())
-    rows = [r for r in table["rows"] if r["method"] == "MST-Distill (A)"]
-    assert [r["modalities"] for r in rows] == ["A"]
+    rows = [r for r in table["rows"] if r["method"].startswith("MST-Distill")]
+    assert sorted((r["method"], r["modalities"]) for r in rows) == [("MST-Distill (A)", "A"),
+                                                                    ("MST-Distill (V)", "V")]
     assert any("evaluated on their one modality" in n for n in table["notes"])
     rate = json.loads((run_dir / "reports" / "missing_rate_action.json").read_text())
     assert any(r["method"] == "MST-Distill (A)" for r in rate["rows"])

@@ -1,9 +1,11 @@
 """MST-Distill's three stages from the cache, each resumable (`mmkd distill --method mst`).
 
-RUN_DIR/students/mst-<t>/
-  stage1/   collaborative initialisation of the M + 1 members (the loop's usual files);
-            done.json once finished. Stage 2 starts from the members of its final epoch
+RUN_DIR/mst-members/   stage 1, collaborative initialisation of the M + 1 members (the loop's
+            usual files; done.json once finished). The members do not depend on the target, so
+            every target of the run shares them: stage 1 runs once per run (again only when its
+            settings change). Stage 2 starts from the members of its final epoch
             (last.safetensors), as the authors' code does.
+RUN_DIR/students/mst-<t>/
   stage2/   the MaskNets (final epoch); done.json names the specialised teachers, written after
             their logits for every sample are in the cache as teachers/mst-<t>-<j>/logits
   best.safetensors, meta.json, ...   stage 3: the target-modality student (what `mmkd eval`
@@ -11,8 +13,9 @@ RUN_DIR/students/mst-<t>/
   mst_summary.json   members, teachers, routing counts, the teacher-logit timing
 
 A killed run resumes inside the stage it was in (each stage's own last.safetensors); finished
-stages are skipped while their done.json fingerprint matches the config, else the run stops and
-asks for --restart. The CLI runs `stages(...)` one by one, with a progress bar each.
+stages are skipped while their done.json fingerprint matches. A finished stage 2 that no longer
+matches (its config, or retrained members) stops the run and asks for --restart, which redoes
+stages 2 and 3 of this target. The CLI runs `stages(...)` one by one, with a progress bar each.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class MstRun:
             raise MmkdError(f"--method mst --modalities {target}: name one target modality of "
                             f"data.modalities ({','.join(mods)}), which needs at least two")
         self.cfg, self.target, self.out = cfg, target, Path(out_dir)
+        self.members_dir = self.out.parent.parent / "mst-members"  # RUN_DIR/mst-members
         self.device, self.resume, self.every, self.in_ram = device, resume, checkpoint_every, in_ram
         self.cache = Cache.open(cache_path, mode="r+")
         self.recipe = cfg.student
@@ -79,9 +83,10 @@ class MstRun:
         self.shapes: dict[str, tuple[int, int]] = {}
         self.result: FitResult | None = None  # stage 3's, once it ran
         provenance = {m: self.cache.feature_provenance(m, e) for m, e in self.features.items()}
-        self.common = {"features": self.features, "heads": self.heads, "target": target,
+        self.shared = {"features": self.features, "heads": self.heads,
                        "fusion": C.to_dict(self.recipe.fusion),
                        "manifest": self.cache.manifest_hash, "provenance": provenance}
+        self.common = {**self.shared, "target": target}
 
     # -------------------------------------------------------------------- shared helpers
     def train_cfg(self, epochs: int) -> C.TrainConfig:
@@ -105,23 +110,34 @@ class MstRun:
         return MstCollaborative(full, self.mcfg, train, self.cache.n,
                                 {m: self.member([m]) for m in mods})
 
+    def stage_dir(self, stage: int) -> Path:
+        return self.members_dir if stage == 1 else self.out / f"stage{stage}"
+
     def fingerprint(self, stage: int) -> str:
+        """What decides a stage's result: stage 1 only its recipe, τ and the data; stage 2 also
+        the whole method config, the target and the members it starts from."""
+        if stage == 1:
+            return config_fingerprint(
+                stage=1, temperature=self.mcfg.temperature, **self.shared,
+                recipe=dataclasses.asdict(self.train_cfg(self.mcfg.stage1_epochs)))
         return config_fingerprint(stage=stage, method=dataclasses.asdict(self.mcfg),
-                                  recipe=dataclasses.asdict(self.recipe.train), **self.common)
+                                  recipe=dataclasses.asdict(self.recipe.train), **self.common,
+                                  members=sha256_file(self.members_dir / ckpt.LAST))
 
     def is_done(self, stage: int) -> bool:
-        path = self.out / f"stage{stage}" / DONE
-        if not self.resume or not path.exists():
+        path = self.stage_dir(stage) / DONE
+        if not path.exists() or (stage == 2 and not self.resume):
             return False
-        if json.loads(path.read_text()).get("fingerprint") != self.fingerprint(stage):
-            raise MmkdError(f"{path}: stage {stage} was trained with another config or cache; "
-                            "pass --restart to train every stage from scratch")
-        return True
+        same = json.loads(path.read_text()).get("fingerprint") == self.fingerprint(stage)
+        if stage == 2 and not same:
+            raise MmkdError(f"{path}: stage 2 of {self.target} was trained with another config "
+                            "or other stage-1 members; pass --restart to redo stages 2 and 3")
+        return same
 
     def mark_done(self, stage: int, info: dict[str, Any]) -> None:
         if D.rank_world()[0] != 0:
             return
-        write_json(self.out / f"stage{stage}" / DONE,
+        write_json(self.stage_dir(stage) / DONE,
                    {"fingerprint": self.fingerprint(stage), **info})
 
     def meta(self, kind: str, modalities: list[str]) -> dict[str, Any]:
@@ -131,18 +147,24 @@ class MstRun:
                 "cache": {"path": str(self.cache.path), "manifest_hash": self.cache.manifest_hash},
                 "feature_provenance": self.common["provenance"]}
 
-    def fit(self, task, tb, vb, train: C.TrainConfig, out: Path, kind: str, mods: list[str],
-            progress: ProgressFn | None, stage: int) -> FitResult:
-        return fit_run(task, tb, vb, train, self.cfg, out, self.meta(kind, mods),
-                {**self.common, "stage": stage}, self.device, progress, self.resume, self.every)
+    def fit(self, task, tb, vb, train: C.TrainConfig, kind: str, mods: list[str],
+            progress: ProgressFn | None, stage: int, resume: bool) -> FitResult:
+        fingerprint = {**(self.shared if stage == 1 else self.common), "stage": stage}
+        return fit_run(task, tb, vb, train, self.cfg, self.stage_dir(stage) if stage < 3
+                       else self.out, self.meta(kind, mods), fingerprint, self.device, progress,
+                       resume, self.every)
 
     # -------------------------------------------------------------------- the stages
     def stage1(self, progress: ProgressFn | None) -> None:
         train = self.train_cfg(self.mcfg.stage1_epochs)
         tb, vb = self.loaders(train, BatchNeeds(), self.features)
         task = self.collaborative(train)
-        self.fit(task, tb, vb, train, self.out / "stage1", "mst-members",
-                 list(self.cfg.data.modalities), progress, 1)
+        # members whose settings changed are retrained from scratch (every target shares them)
+        stale = (self.members_dir / DONE).exists()
+        if stale and D.rank_world()[0] == 0:
+            (self.members_dir / DONE).unlink()
+        self.fit(task, tb, vb, train, "mst-members", list(self.cfg.data.modalities), progress, 1,
+                 resume=self.resume and not stale)
         self.mark_done(1, {"members": self.members()})
 
     def members(self) -> dict[str, list[str]]:
@@ -152,7 +174,7 @@ class MstRun:
     def stage1_task(self, train: C.TrainConfig) -> MstCollaborative:
         """The stage-1 members as they were after its final epoch."""
         task = self.collaborative(train)
-        tensors = load_file(str(self.out / "stage1" / ckpt.LAST))
+        tensors = load_file(str(self.members_dir / ckpt.LAST))
         task.load_state_dict({k: v for k, v in tensors.items()
                               if not k.startswith(ckpt.STATE_PREFIXES)})
         return task
@@ -166,9 +188,9 @@ class MstRun:
         train = self.train_cfg(self.mcfg.stage2_epochs)
         tb, _ = self.loaders(train, BatchNeeds(), self.features)
         task = self.specialise_task(train)
-        out = self.out / "stage2"
-        self.fit(task, tb, None, train, out, "mst-masknets", list(self.cfg.data.modalities),
-                 progress, 2)
+        out = self.stage_dir(2)
+        self.fit(task, tb, None, train, "mst-masknets", list(self.cfg.data.modalities),
+                 progress, 2, self.resume)
         if D.rank_world()[0] == 0:  # one process writes the cache
             dev = resolve_device(self.device)
             task.to(dev).eval()
@@ -213,7 +235,7 @@ class MstRun:
         return out, seconds
 
     def stage3(self, progress: ProgressFn | None) -> None:
-        done2 = json.loads((self.out / "stage2" / DONE).read_text())
+        done2 = json.loads((self.stage_dir(2) / DONE).read_text())
         ids = list(done2["teachers"])
         needs = BatchNeeds(logits=tuple(ids))
         check_teachers(self.cache, needs, self.heads)
@@ -223,11 +245,11 @@ class MstRun:
         torch.manual_seed(train.seed)
         student = self.member([t])  # from its stage-1 weights (a resume then loads its own)
         prefix = f"members.{t}."
-        tensors = load_file(str(self.out / "stage1" / ckpt.LAST))
+        tensors = load_file(str(self.members_dir / ckpt.LAST))
         student.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
                                  if k.startswith(prefix)})
         task = MstMethod(student, self.mcfg, train, self.cache.n, teachers=ids)
-        self.result = self.fit(task, tb, vb, train, self.out, "student", [t], progress, 3)
+        self.result = self.fit(task, tb, vb, train, "student", [t], progress, 3, self.resume)
         self.write_summary(task, done2)
 
     def write_summary(self, task: MstMethod, done2: dict[str, Any]) -> None:

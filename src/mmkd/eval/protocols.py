@@ -170,7 +170,7 @@ def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndar
 
 def unimodal_note(models: list[EvaluatedModel]) -> list[str]:
     """A note naming the unimodal models, which these tables evaluate on their one modality."""
-    one = [f"{m.label} ({subset_label(m.modalities)})" for m in models if len(m.modalities) == 1]
+    one = [m.label for m in models if len(m.modalities) == 1]
     if not one:
         return []
     return [f"Unimodal students ({', '.join(one)}) are evaluated on their one modality only: "

@@ -37,6 +37,9 @@ def test_mst_needs_one_target_modality(run_dir, monkeypatch):
     monkeypatch.chdir(run_dir)
     res = runner.invoke(app, ["distill", "--method", "mst", *FAST])
     assert isinstance(res.exception, MmkdError) and "exactly one" in str(res.exception)
+    res = runner.invoke(app, ["distill", "--method", "mst", "--modalities", "audio", *FAST,
+                              "--set", "methods.mst.top_k=7"])
+    assert isinstance(res.exception, MmkdError) and "only 6 specialised" in str(res.exception)
 
 
 def test_three_stages_resume_inside_stage2_summary_and_eval(run_dir, monkeypatch):

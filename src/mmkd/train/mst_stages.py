@@ -79,6 +79,10 @@ class MstRun:
         self.features = resolve_features(self.cache, self.recipe.extractors, mods, "student")
         self.heads = label_heads(self.cache, cfg)
         _, self.mcfg = method_class("mst", cfg)
+        n_teachers = len(self.mcfg.mask_layers) * len(mods)  # (M - 1 unimodal + all) × layers
+        if self.mcfg.top_k > n_teachers:
+            raise MmkdError(f"methods.mst.top_k = {self.mcfg.top_k}: there are only {n_teachers} "
+                            "specialised teachers (mask_layers × base members); lower it")
         self.strategy = MstMethod.missing_strategy(self.recipe.fusion.missing_strategy)
         self.shapes: dict[str, tuple[int, int]] = {}
         self.result: FitResult | None = None  # stage 3's, once it ran

@@ -83,6 +83,37 @@ def _summary(title: str, out_dir: Path, result, extra: dict[str, str]) -> None:
     ui.console.print(table)
 
 
+def _distill_mst(run, mods: list[str], out_dir: Path, device: str | None, resume: bool,
+                 checkpoint_every: int, in_ram: bool) -> None:
+    """MST-Distill's three stages, one progress bar each (a finished stage is skipped), then
+    its summary: members, specialised teachers and how often stage 3 routed to each."""
+    import json
+
+    from mmkd.train.mst_stages import SUMMARY, stages
+    from mmkd.train.stage2 import mst_target
+
+    todo, mst = stages(run.cache_path, run.cfg, mst_target(mods), out_dir, device, resume,
+                       checkpoint_every, in_ram)
+    for stage in todo:
+        if stage.done():
+            ui.console.print(f"[dim]mst {stage.title}: done earlier, skipped[/dim]")
+            continue
+        with train_progress(f"mst {stage.title}") as on_event:
+            stage.run(on_event)
+    if not _is_rank0():
+        return
+    info = json.loads((out_dir / SUMMARY).read_text())
+    timing = info["teacher_logits_s"]
+    extra = {"members": "; ".join(f"{n}: {'+'.join(m)}" for n, m in info["members"].items()),
+             "teacher logits": f"{run.cache_path}/teachers/mst-{info['target']}-1..."
+                               f"{len(info['teachers'])}, computed once in "
+                               f"{sum(timing.values()):.1f} s (train split {timing['train']:.1f}"
+                               " s, which recomputing would add to every stage-3 epoch)"}
+    for tid, t in info["teachers"].items():
+        extra[tid] = f"{t['base']} @ {t['layer']}: chosen {t['chosen']} times ({t['share']:.1%})"
+    _summary(f"mst ({mods[0]})", out_dir, mst.result, extra)
+
+
 def register(app: typer.Typer) -> None:
     train_app = typer.Typer(help="Train the fusion teacher from the cached teacher tokens.",
                             no_args_is_help=True)
@@ -126,8 +157,9 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option(
             help="karmma (KARMMA_S), baseline (CE only, no dropout, no tokens), "
                  "baseline-delta (CE + modality dropout + B5 tokens), kd (Hinton KD from the "
-                 "cached teacher) or dml (two students learning from each other); settings "
-                 "under methods.NAME in mmkd.yaml.")] = "karmma",
+                 "cached teacher), dml (two students learning from each other) or mst "
+                 "(MST-Distill, three stages, for the one target modality of --modalities); "
+                 "settings under methods.NAME in mmkd.yaml.")] = "karmma",
         modalities: Annotated[str | None, typer.Option(
             help="Comma-separated subset of data.modalities, e.g. video (KARMMA_V).")] = None,
         set_: SetOpt = None, device: DeviceOpt = None, restart: RestartOpt = False,
@@ -143,6 +175,9 @@ def register(app: typer.Typer) -> None:
         wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else []
         mods = [m for m in run.cfg.data.modalities if m in wanted] or list(run.cfg.data.modalities)
         out_dir = run.dir / "students" / student_dir_name(method, mods, run.cfg.data.modalities)
+        if method == "mst":
+            _distill_mst(run, mods, out_dir, device, not restart, checkpoint_every, in_ram)
+            return
         with train_progress(method) as on_event:
             res = distill(run.cache_path, run.cfg, out_dir, method=method,
                           modalities=wanted or None,

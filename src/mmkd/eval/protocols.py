@@ -175,6 +175,16 @@ def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndar
     return table, curves
 
 
+def unimodal_note(models: list[EvaluatedModel]) -> list[str]:
+    """A note naming the unimodal models, which these tables evaluate on their one modality."""
+    one = [m.label for m in models if len(m.modalities) == 1]
+    if not one:
+        return []
+    return [f"Unimodal students ({', '.join(one)}) are evaluated on their one modality only: "
+            "empty cells in the subsets tables are subsets they cannot see, and at every "
+            "missing rate their modality is kept (at least one modality always is)."]
+
+
 def missing_rate_pivot(curves: list[Curve], metric: str, n_seeds: int) -> Table:
     """Fig. 4 as a table: one row per model, one column per rate, headline metric."""
     rates = curves[0].rates if curves else []

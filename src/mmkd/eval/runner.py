@@ -195,9 +195,9 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
                      + ", ".join(f"{k} {v:.2f}" for k, v in data.majority.items()))
     if "subsets" in protocol_names:
         pivot = protocols.subsets_pivot(evaluated, modalities, data.labels, data.split)
-        pivot.notes.append(majority_note)
+        pivot.notes += [majority_note, *protocols.unimodal_note(evaluated)]
         long = protocols.subsets_table(evaluated, modalities, data.labels, data.split)
-        long.notes.append(majority_note)
+        long.notes += [majority_note, *protocols.unimodal_note(evaluated)]
         tables += [pivot, long]
         robust = protocols.robustness_table(evaluated, modalities, data.labels, data.split,
                                             *(dropped or ("video", "")))
@@ -209,7 +209,7 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
     if "missing-rate" in protocol_names:
         long, curves = protocols.missing_rate_results(evaluated, data.labels, rates, seeds)
         pivot = protocols.missing_rate_pivot(curves[metric], metric, len(seeds))
-        pivot.notes.append(majority_note)
+        pivot.notes += [majority_note, *protocols.unimodal_note(evaluated)]
         tables += [pivot, long]
         figs.append(plots.plot_missing_rate(
             curves[metric], metric, reports_dir / f"missing_rate_{metric}.png",

@@ -30,7 +30,7 @@ from mmkd.models import FusionModel, ModelSpec
 
 BEST, LAST, META, METRICS, CONFIG = ("best.safetensors", "last.safetensors", "meta.json",
                                      "metrics.jsonl", "config.yaml")
-_STATE_PREFIXES = ("optim.", "rng.")  # last.safetensors keys that are not the task's
+STATE_PREFIXES = ("optim.", "rng.")  # last.safetensors keys that are not the task's
 
 
 def start_run(out_dir: Path, config: dict[str, Any] | None, fresh: bool) -> None:
@@ -68,7 +68,7 @@ def save_training_state(path: Path, task: torch.nn.Module, optimizer: torch.opti
                         state: dict[str, Any], rng_states: dict[str, torch.Tensor]) -> None:
     """`task`'s state dict keys (model.*, the method's parts) next to optim.* and rng.*."""
     tensors = dict(task.state_dict())
-    assert not any(k.startswith(_STATE_PREFIXES) for k in tensors), "reserved key prefix"
+    assert not any(k.startswith(STATE_PREFIXES) for k in tensors), "reserved key prefix"
     opt = optimizer.state_dict()
     opt_scalars: dict[str, dict[str, Any]] = {}
     for pid, pstate in opt["state"].items():
@@ -90,7 +90,7 @@ def load_training_state(path: Path, task: torch.nn.Module, optimizer: torch.opti
         meta = fh.metadata()
     tensors = load_file(str(path))
     device = next(task.parameters()).device
-    task.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIXES)})
+    task.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIXES)})
     opt_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

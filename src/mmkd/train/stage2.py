@@ -185,10 +185,27 @@ def distill(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
     if method not in student_methods():
         raise MmkdError(f"--method {method!r}: use one of {', '.join(student_methods())}")
     mods = _subset(modalities, cfg)
+    if method == "mst":  # three stages, each resumable (the CLI shows one bar per stage)
+        from mmkd.train.mst_stages import stages
+
+        todo, run = stages(cache_path, cfg, mst_target(mods), Path(out_dir), device, resume,
+                           checkpoint_every, in_ram)
+        for stage in todo:
+            if not stage.done():
+                stage.run(progress)
+        return run.result
     cache = Cache.open(cache_path, mode="r")
     result, _, _ = _train(cache, cfg, "student", method, mods, Path(out_dir), device, progress,
                           resume, checkpoint_every, in_ram, {})
     return result
+
+
+def mst_target(modalities: list[str]) -> str:
+    """MST-Distill's one target modality (`--modalities audio`)."""
+    if len(modalities) != 1:
+        raise MmkdError(f"--method mst --modalities {','.join(modalities)}: name exactly one "
+                        "target modality, e.g. --modalities audio")
+    return modalities[0]
 
 
 @dataclass

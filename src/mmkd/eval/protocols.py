@@ -6,6 +6,9 @@
 - seen/unseen (Tab. C.1): the all-modalities accuracy split by participant, when the manifest
   knows which participants are unseen.
 
+A model trained with several seeds is evaluated once per seed; each cell is then the mean ± std
+over its training seeds (a single run keeps a plain number).
+
 One pass over the split per model evaluates every condition (`inference.predict`).
 """
 
@@ -45,14 +48,31 @@ def build_conditions(modalities: list[str], n: int, protocols: Iterable[str],
     return out
 
 
+def aggregate(values: list[float]) -> float | MeanStd:
+    """One training seed: its value; several: mean ± std (ddof 1) over them."""
+    return values[0] if len(values) == 1 else MeanStd(*metrics.mean_std(values), n=len(values))
+
+
 @dataclass
 class EvaluatedModel:
-    """One model's predictions on the split under every condition it was run with."""
+    """One model's predictions on the split under every condition it was run with, per
+    training seed."""
 
     name: str  # run-dir name: teacher, karmma, baseline, baseline-delta, karmma-video, ...
     label: str  # as in the paper: KARMMA_T, KARMMA_S, Baseline, Baseline w/ δ
     modalities: list[str]
-    preds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    runs: dict[int, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def per_seed(self, key: str, labels: dict[str, np.ndarray],
+                 where: np.ndarray | None = None) -> list[dict[str, float]]:
+        """Accuracy per metric for each training seed evaluated under condition `key`."""
+        return [metrics.accuracy(p[key], labels, where) for p in self.runs.values() if key in p]
+
+    def accuracy(self, key: str, labels: dict[str, np.ndarray],
+                 where: np.ndarray | None = None) -> dict[str, float | MeanStd] | None:
+        """Per metric, aggregated over the training seeds; None if not evaluated under `key`."""
+        runs = self.per_seed(key, labels, where)
+        return {k: aggregate([r[k] for r in runs]) for k in runs[0]} if runs else None
 
 
 def subsets_table(models: list[EvaluatedModel], modalities: list[str],
@@ -63,11 +83,9 @@ def subsets_table(models: list[EvaluatedModel], modalities: list[str],
     rows = []
     for subset in modality_subsets(modalities):
         for m in models:
-            preds = m.preds.get(subset_key(subset))
-            if preds is None:
-                continue
-            rows.append({"method": m.label, "modalities": subset_label(subset),
-                         **metrics.accuracy(preds, labels)})
+            acc = m.accuracy(subset_key(subset), labels)
+            if acc is not None:
+                rows.append({"method": m.label, "modalities": subset_label(subset), **acc})
     return Table(name="subsets", title=f"Top-1 accuracy (%) per inference modality subset ({split})",
                  columns=["method", "modalities", *names], rows=rows,
                  notes=["Left-out modalities are marked missing (present=False) at inference; "
@@ -84,8 +102,8 @@ def subsets_pivot(models: list[EvaluatedModel], modalities: list[str],
     for m in models:
         row: dict[str, object] = {"method": m.label}
         for s, col in zip(subsets, cols, strict=True):
-            preds = m.preds.get(subset_key(s))
-            row[col] = None if preds is None else metrics.accuracy(preds, labels)[metric]
+            acc = m.accuracy(subset_key(s), labels)
+            row[col] = None if acc is None else acc[metric]
         rows.append(row)
     return Table(name=f"subsets_{metric}",
                  title=f"{metric.capitalize()} top-1 accuracy (%) by modalities at inference ({split})",
@@ -104,13 +122,14 @@ def robustness_table(models: list[EvaluatedModel], modalities: list[str],
     rest = tuple(m for m in modalities if m != dropped)
     rows = []
     for m in models:
-        a, b = m.preds.get(subset_key(full)), m.preds.get(subset_key(rest))
-        if a is None or b is None:
+        a = [r[metric] for r in m.per_seed(subset_key(full), labels)]
+        b = [r[metric] for r in m.per_seed(subset_key(rest), labels)]
+        if not a or len(a) != len(b):
             continue
-        acc_full, acc_rest = metrics.accuracy(a, labels)[metric], metrics.accuracy(b, labels)[metric]
-        rows.append({"method": m.label, subset_label(full): acc_full,
-                     subset_label(rest): acc_rest,
-                     "kept (%)": 100 * acc_rest / acc_full if acc_full > 0 else None})
+        kept = [100 * y / x for x, y in zip(a, b, strict=True) if x > 0]
+        rows.append({"method": m.label, subset_label(full): aggregate(a),
+                     subset_label(rest): aggregate(b),
+                     "kept (%)": aggregate(kept) if len(kept) == len(a) else None})
     return Table(name=f"robustness_{metric}",
                  title=f"{metric.capitalize()} accuracy (%) with and without {dropped} ({split})",
                  columns=["method", subset_label(full), subset_label(rest), "kept (%)"],
@@ -125,12 +144,14 @@ def seen_unseen_table(models: list[EvaluatedModel], modalities: list[str],
     names = metrics.metric_names(list(labels))
     rows = []
     for m in models:
-        preds = m.preds.get(full) or m.preds.get(subset_key(tuple(m.modalities)))
-        if preds is None:
+        key = full if m.per_seed(full, labels) else subset_key(tuple(m.modalities))
+        runs = [metrics.accuracy_by_group(p[key], labels, unseen) for p in m.runs.values()
+                if key in p]
+        if not runs:
             continue
-        groups = metrics.accuracy_by_group(preds, labels, unseen)
         for group in ("seen", "unseen", "all"):
-            rows.append({"method": m.label, "participants": group, **groups[group]})
+            rows.append({"method": m.label, "participants": group,
+                         **{k: aggregate([r[group][k] for r in runs]) for k in names}})
     return Table(name="seen_unseen",
                  title=f"Top-1 accuracy (%) by participant group, all modalities ({split})",
                  columns=["method", "participants", *names], rows=rows,
@@ -147,8 +168,7 @@ def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndar
     for m in models:
         per_rate = []
         for r in rates:
-            runs = [metrics.accuracy(m.preds[rate_key(r, s)], labels) for s in seeds
-                    if rate_key(r, s) in m.preds]
+            runs = [a for s in seeds for a in m.per_seed(rate_key(r, s), labels)]
             if not runs:
                 break
             stats = {name: MeanStd(*metrics.mean_std([a[name] for a in runs]), n=len(runs))
@@ -164,7 +184,9 @@ def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndar
                   columns=["method", "missing rate (%)", *names], rows=rows,
                   notes=["Each modality is dropped independently with the given probability per "
                          "test sample; samples that would lose every modality are redrawn. The "
-                         "same seed gives the same missing pattern for every method."])
+                         "same seed gives the same missing pattern for every method. A model "
+                         "trained with several seeds: mean ± std over every (training seed, "
+                         "missing pattern) pair."])
     return table, curves
 
 

@@ -31,6 +31,12 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _subset(text: str, modalities: list[str]) -> tuple[str, ...]:
+    from mmkd.subsets import parse_subset
+
+    return parse_subset(text, modalities)
+
+
 def _device(device: str | None) -> str:
     import torch
 
@@ -41,9 +47,10 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
              split: str | None = None, device: str | None = None, batch_size: int = 64,
              efficiency_sizes: str = "paper", efficiency_devices: list[str] | None = None,
              ablations: list[str] | None = None, ablation_epochs: int | None = None,
-             thetas: list[str] | None = None, token_modalities: list[str] | None = None
-             ) -> Path:
-    """Run the protocols with a progress bar per stage; returns the report path."""
+             thetas: list[str] | None = None, token_modalities: list[str] | None = None,
+             compare: list[tuple[str, str, list[str]]] | None = None) -> Path:
+    """Run the protocols with a progress bar per stage; returns the report path. `compare`:
+    (A, B, subsets) whose difference is also tabled, from the same predictions."""
     import torch
 
     from mmkd.cache import Cache
@@ -69,6 +76,13 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
         new, _ = runner.accuracy_tables(evaluated, list(cfg.data.modalities), data, acc,
                                         cfg.eval.missing_rates, cfg.eval.seeds, reports)
         tables += new
+        by_name = {e.name: e for e in evaluated}
+        mods = list(cfg.data.modalities)
+        for a, b, subsets in compare or []:
+            if a in by_name and b in by_name:
+                tables.append(runner.compare_table(
+                    by_name[a], by_name[b], [_subset(s, mods) for s in subsets] or [tuple(mods)],
+                    data.labels, split))
     if "efficiency" in protocols:
         devices = efficiency_devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
         heads = None
@@ -106,14 +120,12 @@ def run_compare(run: Run, a: str, b: str, subsets: list[str] | None = None,
     report; returns the table. `subsets`: "F+A"-style labels (default: all modalities)."""
     from mmkd.cache import Cache
     from mmkd.eval import runner
-    from mmkd.subsets import parse_subset
-
     if a == b:
         raise MmkdError(f"mmkd compare {a} {b}: name two different models")
     cfg = run.cfg
     split = split or cfg.eval.split
     mods = list(cfg.data.modalities)
-    wanted = [parse_subset(s, mods) for s in subsets] if subsets else [tuple(mods)]
+    wanted = [_subset(s, mods) for s in subsets] if subsets else [tuple(mods)]
     cache = Cache.open(run.cache_path, mode="r")
     refs = runner.discover_models(run.dir, [a, b])
     data = runner.split_data(cache, list(cfg.data.heads), split, run.manifest_dir)

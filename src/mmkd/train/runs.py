@@ -126,6 +126,14 @@ def seed_plan(cfg: C.RunConfig, role: str, out_dir: Path, seeds: list[int] | Non
     return [(with_seed(cfg, role, s), seed_dir(out_dir, s)) for s in seeds]
 
 
+def run_name(out_dir: Path) -> str:
+    """A run's name for cache entries: its folder, prefixed by the model's for a seed folder
+    (karmma-ft-audio/seed-1 -> karmma-ft-audio-seed-1)."""
+    out_dir = Path(out_dir)
+    return f"{out_dir.parent.name}-{out_dir.name}" if SEED_DIR.fullmatch(out_dir.name) \
+        else out_dir.name
+
+
 def seeded_runs(model_dir: Path) -> dict[int, Path]:
     """The trained runs of one model folder by training seed: its seed-<n>/ subfolders and the
     folder itself when it holds a run (counted as the seed its config recorded)."""

@@ -45,3 +45,10 @@ def test_seeded_runs_finds_seed_folders_and_a_single_run(tmp_path):
     _run(tmp_path / "t" / "seed-7", 7, kind="teacher")
     with pytest.raises(MmkdError, match="seed 7 is trained twice"):
         seeded_runs(tmp_path / "t")
+
+
+def test_run_name_of_a_seed_folder_keeps_the_model_name(tmp_path):
+    from mmkd.train.runs import run_name
+
+    assert run_name(tmp_path / "karmma-ft-audio") == "karmma-ft-audio"
+    assert run_name(tmp_path / "karmma-ft-audio" / "seed-1") == "karmma-ft-audio-seed-1"

@@ -161,16 +161,22 @@ def seen_unseen_table(models: list[EvaluatedModel], modalities: list[str],
 def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndarray],
                          rates: list[float], seeds: list[int]
                          ) -> tuple[Table, dict[str, list[Curve]]]:
-    """Fig. 4: mean ± std over seeds of every metric per (model, rate); curves per metric."""
+    """Fig. 4: mean ± std of every metric per (model, rate); curves per metric. One training
+    run: over the masking seeds; several: over the training seeds, each the mean over the
+    masking seeds (the masking spread is then inside each seed's mean)."""
     names = metrics.metric_names(list(labels))
     rows = []
     curves: dict[str, list[Curve]] = {name: [] for name in names}
     for m in models:
         per_rate = []
         for r in rates:
-            runs = [a for s in seeds for a in m.per_seed(rate_key(r, s), labels)]
-            if not runs:
+            by_run = [[metrics.accuracy(p[rate_key(r, s)], labels) for s in seeds
+                       if rate_key(r, s) in p] for p in m.runs.values()]
+            by_run = [b for b in by_run if b]
+            if not by_run:
                 break
+            runs = by_run[0] if len(by_run) == 1 else [
+                {name: float(np.mean([a[name] for a in b])) for name in names} for b in by_run]
             stats = {name: MeanStd(*metrics.mean_std([a[name] for a in runs]), n=len(runs))
                      for name in names}
             per_rate.append(stats)
@@ -180,25 +186,25 @@ def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndar
                 curves[name].append(Curve(m.label, list(rates), [s[name].mean for s in per_rate],
                                           [s[name].std for s in per_rate]))
     table = Table(name="missing_rate",
-                  title=f"Top-1 accuracy (%) vs missing rate (mean ± std over {len(seeds)} seeds)",
+                  title=f"Top-1 accuracy (%) vs missing rate (mean ± std over {len(seeds)} "
+                        "masking seeds, or over training seeds)",
                   columns=["method", "missing rate (%)", *names], rows=rows,
                   notes=["Each modality is dropped independently with the given probability per "
                          "test sample; samples that would lose every modality are redrawn. The "
                          "same seed gives the same missing pattern for every method. A model "
-                         "trained with several seeds: mean ± std over every (training seed, "
-                         "missing pattern) pair."])
+                         "trained with several seeds: mean ± std over its training seeds of "
+                         "each seed's mean over the masking seeds (n in the JSON)."])
     return table, curves
 
 
-def missing_rate_pivot(curves: list[Curve], metric: str, n_seeds: int) -> Table:
-    """Fig. 4 as a table: one row per model, one column per rate, headline metric."""
-    rates = curves[0].rates if curves else []
-    cols = [f"{round(100 * r)}%" for r in rates]
-    rows = [{"method": c.label, **{col: MeanStd(mu, sd, n_seeds)
-                                   for col, mu, sd in zip(cols, c.mean, c.std, strict=True)}}
-            for c in curves]
+def missing_rate_pivot(long: Table, metric: str, n_seeds: int) -> Table:
+    """Fig. 4 as a table: one row per model, one column per rate, headline metric (from the
+    long `missing_rate` table; each cell keeps its own n)."""
+    cols = sorted({r["missing rate (%)"] for r in long.rows})
+    by: dict[str, dict[str, object]] = {}
+    for r in long.rows:
+        by.setdefault(r["method"], {"method": r["method"]})[f"{r['missing rate (%)']}%"] = r[metric]
     return Table(name=f"missing_rate_{metric}",
                  title=f"{metric.capitalize()} top-1 accuracy (%) vs missing rate "
-                       f"(mean ± std over {n_seeds} seeds)",
-                 columns=["method", *cols], rows=rows)
-
+                       f"(mean ± std over {n_seeds} masking seeds, or over training seeds)",
+                 columns=["method", *[f"{c}%" for c in cols]], rows=list(by.values()))

@@ -197,7 +197,7 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
                                                       data.unseen, data.split))
     if "missing-rate" in protocol_names:
         long, curves = protocols.missing_rate_results(evaluated, data.labels, rates, seeds)
-        pivot = protocols.missing_rate_pivot(curves[metric], metric, len(seeds))
+        pivot = protocols.missing_rate_pivot(long, metric, len(seeds))
         pivot.notes.append(majority_note)
         tables += [pivot, long]
         figs.append(plots.plot_missing_rate(

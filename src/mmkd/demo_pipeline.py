@@ -2,12 +2,13 @@
 
     generate (demo-data) → manifest (epic100 builder) → init (run config) → pretrain (video and
     flow extractors on the train split) → extract (teacher and student extractors per modality)
-    → train teacher → distill (karmma, baseline, baseline-delta) → eval (subsets + missing
-    rates) → report
+    → train teacher → distill (karmma, baseline, baseline-delta; one model per seed) → eval
+    (subsets + missing rates, mean ± std over seeds; KARMMA_S vs Baseline w/ δ with a paired
+    bootstrap interval) → report
 
 Each stage is a function the CLI runs with a progress bar; independent work (pretraining
-video and flow, the six extractions, the teacher next to Baseline, then Baseline w/ δ next to
-KARMMA_S) runs as jobs side by side in worker processes. A stage whose output already exists is
+video and flow, the six extractions, the teacher and the students' seeds) runs as jobs side by
+side in worker processes. A stage whose output already exists is
 skipped (generate, manifest, init, pretrain) or resumes where it stopped (extract skips done
 shards; training continues from its last checkpoint and returns at once when finished), so a
 re-run after an interruption only does what is left. Nothing here prints.
@@ -32,6 +33,10 @@ from mmkd import config as C
 from mmkd.errors import MmkdError
 
 STUDENT_METHODS = ("karmma", "baseline", "baseline-delta")
+STUDENT_SEEDS = (0, 1, 2)  # the students' training seeds; the teacher trains once
+COMPARED = ("karmma", "baseline-delta")  # the demo's question: does KARMMA_S beat Baseline w/ δ?
+
+
 @dataclass
 class DemoPaths:
     out: Path
@@ -177,14 +182,20 @@ def pretrain(p: DemoPaths, cfg: C.RunConfig, modality: str, report: Any) -> list
     return pretrain_modality(p.run, cfg, modality, report, workers=0)
 
 
-# Training rounds: each round's jobs run side by side; KARMMA_S needs the teacher's logits.
-TRAIN_ROUNDS = (("teacher", "baseline"), ("baseline-delta", "karmma"))
+def train_rounds(seeds: list[int]) -> list[list[tuple[str, int | None]]]:
+    """(model, seed) jobs in rounds; each round's jobs run side by side. KARMMA_S needs the
+    teacher's logits, so its seeds form the second round, with one Baseline w/ δ seed moved
+    there to keep both rounds even on two workers."""
+    delta = [("baseline-delta", s) for s in seeds]
+    first = [("teacher", None), *[("baseline", s) for s in seeds], *delta[:-1]]
+    return [first, [("karmma", s) for s in seeds] + delta[-1:]]
 
 
-def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
-    """A job: the teacher (`name` "teacher"; its logits go into the cache) or one of
-    `STUDENT_METHODS`, on CPU, reporting the loop's events. Returns the teacher's result or the
-    student's FitResult."""
+def train(p: DemoPaths, cfg: C.RunConfig, name: str, seed: int | None, report: Any) -> Any:
+    """A job: the teacher (`name` "teacher"; its logits go into the cache) or one seed of one of
+    `STUDENT_METHODS` (in students/NAME/seed-N/), on CPU, reporting the loop's events. Returns
+    the teacher's result or the student's FitResult."""
+    from mmkd.train.runs import seed_plan
     from mmkd.train.stage2 import distill, train_teacher
 
     if name == "teacher":
@@ -192,12 +203,26 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
                              progress=report.event)
     if name not in STUDENT_METHODS:
         raise MmkdError(f"demo method {name!r}: use one of {', '.join(STUDENT_METHODS)}")
-    return distill(p.run / "cache.zarr", cfg, p.run / "students" / name, method=name,
-                   device="cpu", progress=report.event)
+    [(seeded, out_dir)] = seed_plan(cfg, "student", p.run / "students" / name,
+                                    None if seed is None else [seed])
+    return distill(p.run / "cache.zarr", seeded, out_dir, method=name, device="cpu",
+                   progress=report.event)
+
+
+def _pct(cell: Any) -> str:
+    from mmkd.eval.reports import MeanStd
+
+    return f"{cell.mean:.1f} ± {cell.std:.1f}%" if isinstance(cell, MeanStd) else f"{cell:.1f}%"
+
+
+def _kept(cell: Any) -> str:
+    from mmkd.eval.reports import MeanStd
+
+    return f"{cell.mean:.1f} ± {cell.std:.1f} %" if isinstance(cell, MeanStd) else f"{cell:.0f}%"
 
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:
-    """The demo's questions answered from the measured tables (issue 7, point 5), as sentences."""
+    """The demo's questions answered from the measured tables, as sentences."""
     from mmkd.eval.reports import read_table
     from mmkd.subsets import LETTERS
 
@@ -207,20 +232,31 @@ def findings(reports_dir: Path, metric: str = "action") -> list[str]:
     majority = next((n for n in subsets.notes if n.startswith("Majority")), "")
     full = subsets.columns[1]
     out = [f"{metric} accuracy with {full}: " + ", ".join(
-        f"{m} {r[full]:.1f}%" for m, r in by.items()) + (f" ({majority})" if majority else "")]
+        f"{m} {_pct(r[full])}" for m, r in by.items()) + (f" ({majority})" if majority else "")]
     if robust_path.exists():
-        robust = {r["method"]: r for r in read_table(robust_path).rows}
-        rest = read_table(robust_path).columns[2]
+        robust = read_table(robust_path)
+        rest = robust.columns[2]
         gone = "+".join(set(full.split("+")) - set(rest.split("+")))
         gone = {letter: m for m, letter in LETTERS.items()}.get(gone, gone)
         out.append(f"without {gone} ({rest}): " + ", ".join(
-            f"{m} {r[rest]:.1f}% (keeps {r['kept (%)']:.0f}%)" if r["kept (%)"] is not None
-            else f"{m} {r[rest]:.1f}%" for m, r in robust.items()))
-        k, d = robust.get("KARMMA_S"), robust.get("Baseline w/ δ")
-        if k and d:
-            diff_full, diff_rest = k[full] - d[full], k[rest] - d[rest]
-            verdict = "beats" if diff_full > 0 and diff_rest > 0 else (
-                "does not beat" if diff_full <= 0 and diff_rest <= 0 else "partly beats")
-            out.append(f"KARMMA_S {verdict} Baseline w/ δ: {diff_full:+.1f} points with {full}, "
-                       f"{diff_rest:+.1f} points with {rest}")
+            f"{r['method']} {_pct(r[rest])}" + (f" (keeps {_kept(r['kept (%)'])})"
+                                                if r["kept (%)"] is not None else "")
+            for r in robust.rows))
+    compare_path = reports_dir / f"compare_{COMPARED[0]}_vs_{COMPARED[1]}.json"
+    if compare_path.exists():
+        out.append(verdict(read_table(compare_path)))
     return out
+
+
+def verdict(compare: Any) -> str:
+    """One sentence from a `compare_table`: A − B per subset with its interval and seed wins."""
+    a, b = (c[:-len(" (%)")] for c in compare.columns[1:3])
+    parts = [f"{r['difference (points)']:+.1f} points with {r['modalities']} (95% CI "
+             f"[{r['95% CI low']:+.1f}, {r['95% CI high']:+.1f}], ahead in {r['seeds A > B']} "
+             "seeds)" for r in compare.rows]
+    shown = [r["A > B"] for r in compare.rows]
+    word = ("beats" if all(v == "yes" for v in shown) else
+            "partly beats" if "yes" in shown else
+            "is beaten by" if all(v == "no" for v in shown) else
+            "does not beat (an interval includes 0)")
+    return f"{a} {word} {b}: " + "; ".join(parts)

@@ -19,3 +19,14 @@ def modality_subsets(modalities: list[str]) -> list[tuple[str, ...]]:
     V+F+A, V+F, V+A, F+A, V, F, A)."""
     mods = list(modalities)
     return [c for k in range(len(mods), 0, -1) for c in itertools.combinations(mods, k)]
+
+
+def parse_subset(text: str, modalities: list[str]) -> tuple[str, ...]:
+    """"F+A" (the paper's letters) or "flow+audio" -> the subset of `modalities` it names."""
+    for s in modality_subsets(modalities):
+        if text.strip() in (subset_label(s), "+".join(s)):
+            return s
+    from mmkd.errors import MmkdError
+
+    raise MmkdError(f"--subset {text}: use one of "
+                    f"{', '.join(subset_label(s) for s in modality_subsets(modalities))}")

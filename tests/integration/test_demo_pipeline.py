@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mmkd import demo_pipeline as P
 from mmkd.cli.app import app
 from mmkd.errors import MmkdError
-from mmkd.eval.reports import Table, write_table
+from mmkd.eval.reports import MeanStd, Table, write_table
 
 
 def test_init_is_kept_on_rerun_and_targets_cover_both_roles(tmp_path):
@@ -40,11 +40,13 @@ def test_init_is_kept_on_rerun_and_targets_cover_both_roles(tmp_path):
             (paths.run / role.weights[m]).parent.mkdir(parents=True, exist_ok=True)
             (paths.run / role.weights[m]).write_bytes(b"")
     assert P.pretrain_pending(paths, cfg) == ["flow"]
-    # KARMMA_S trains after the teacher (it needs its logits); the rest runs side by side
-    rounds = [list(r) for r in P.TRAIN_ROUNDS]
-    assert sorted(sum(rounds, [])) == sorted(["teacher", *P.STUDENT_METHODS])
-    assert next(i for i, r in enumerate(rounds) if "karmma" in r) > next(
-        i for i, r in enumerate(rounds) if "teacher" in r)
+    # KARMMA_S trains after the teacher (it needs its logits); the rest runs side by side, one
+    # job per student seed, in two rounds of equal size on the demo's two workers
+    rounds = P.train_rounds([0, 1, 2])
+    assert sorted(sum(rounds, []), key=str) == sorted(
+        [("teacher", None), *[(m, s) for m in P.STUDENT_METHODS for s in (0, 1, 2)]], key=str)
+    assert [len(r) for r in rounds] == [6, 4]
+    assert ("teacher", None) in rounds[0] and all(n != "karmma" for n, _ in rounds[0])
     (paths.data).mkdir(parents=True)
     (paths.data / "demo.json").write_text(json.dumps({"scale": "tiny", "seed": 0}))
     assert P.data_ready(paths)
@@ -52,18 +54,34 @@ def test_init_is_kept_on_rerun_and_targets_cover_both_roles(tmp_path):
 
 
 def test_findings_answer_the_demo_questions(tmp_path):
-    rows = [("KARMMA_T", 40.0, 10.0), ("Baseline", 38.0, 4.0), ("Baseline w/ δ", 36.0, 30.0),
-            ("KARMMA_S", 39.0, 32.0)]
+    rows = [("KARMMA_T", 40.0, 10.0), ("Baseline", MeanStd(38.0, 1.0, 3), MeanStd(4.0, 0.5, 3)),
+            ("Baseline w/ δ", MeanStd(36.0, 2.0, 3), MeanStd(30.0, 1.0, 3)),
+            ("KARMMA_S", MeanStd(39.0, 1.5, 3), MeanStd(32.0, 2.5, 3))]
     write_table(Table("subsets_action", "t", ["method", "V+F+A", "F+A"],
                       [{"method": m, "V+F+A": a, "F+A": b} for m, a, b in rows],
                       notes=["Majority class: action 2.00"]), tmp_path)
     write_table(Table("robustness_action", "t", ["method", "V+F+A", "F+A", "kept (%)"],
-                      [{"method": m, "V+F+A": a, "F+A": b, "kept (%)": 100 * b / a}
-                       for m, a, b in rows]), tmp_path)
+                      [{"method": "KARMMA_T", "V+F+A": 40.0, "F+A": 10.0, "kept (%)": 25.0},
+                       {"method": "Baseline", "V+F+A": MeanStd(38.0, 1.0, 3),
+                        "F+A": MeanStd(4.0, 0.5, 3), "kept (%)": MeanStd(10.5, 1.2, 3)}]),
+                tmp_path)
+    compare = Table("compare_karmma_vs_baseline-delta", "t",
+                    ["modalities", "KARMMA_S (%)", "Baseline w/ δ (%)", "difference (points)",
+                     "95% CI low", "95% CI high", "A > B", "seeds A > B", "seeds (A, B)"],
+                    [{"modalities": "V+F+A", "difference (points)": 3.0, "95% CI low": 0.5,
+                      "95% CI high": 5.5, "A > B": "yes", "seeds A > B": "3/3"},
+                     {"modalities": "F+A", "difference (points)": 2.0, "95% CI low": -1.0,
+                      "95% CI high": 5.0, "A > B": "not shown", "seeds A > B": "2/3"}])
+    write_table(compare, tmp_path)
     lines = P.findings(tmp_path)
-    assert "KARMMA_T 40.0%" in lines[0] and "Majority class" in lines[0]
-    assert "Baseline 4.0% (keeps 11%)" in lines[1]
-    assert lines[2] == "KARMMA_S beats Baseline w/ δ: +3.0 points with V+F+A, +2.0 points with F+A"
+    assert "KARMMA_T 40.0%" in lines[0] and "KARMMA_S 39.0 ± 1.5%" in lines[0]
+    assert "Majority class" in lines[0]
+    assert "Baseline 4.0 ± 0.5% (keeps 10.5 ± 1.2 %)" in lines[1]
+    assert lines[2] == ("KARMMA_S partly beats Baseline w/ δ: +3.0 points with V+F+A (95% CI "
+                        "[+0.5, +5.5], ahead in 3/3 seeds); +2.0 points with F+A (95% CI "
+                        "[-1.0, +5.0], ahead in 2/3 seeds)")
+    compare.rows[0].update({"95% CI low": -0.5, "A > B": "not shown"})
+    assert P.verdict(compare).startswith("KARMMA_S does not beat (an interval includes 0) ")
 
 
 def test_findings_name_the_dropped_modality(tmp_path):
@@ -89,24 +107,30 @@ def test_demo_runs_end_to_end_and_a_rerun_only_reports(tmp_path, demo_tiny):
     sets = ["pretrain.train.epochs=1", "teacher.train.epochs=1", "student.train.epochs=1",
             "pretrain.train.warmup_epochs=0", "teacher.train.warmup_epochs=0",
             "student.train.warmup_epochs=0", "eval.seeds=[0]", "eval.missing_rates=[0.0,0.5]"]
-    args = ["demo", "--out", str(out), "--scale", "tiny", *[a for s in sets for a in ("--set", s)]]
+    args = ["demo", "--out", str(out), "--scale", "tiny", "--seeds", "0,1",
+            *[a for s in sets for a in ("--set", s)]]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     run = out / "run"
     for m in ("video", "flow"):
         for role in ("teacher", "student"):
             assert (run / "pretrained" / f"{m}-demo_swin3d_{role}.safetensors").exists()
-    for d in ("teacher", "students/karmma", "students/baseline", "students/baseline-delta"):
-        assert (run / d / "best.safetensors").exists()
+    assert (run / "teacher" / "best.safetensors").exists()
+    for m in ("karmma", "baseline", "baseline-delta"):
+        for s in (0, 1):
+            assert (run / "students" / m / f"seed-{s}" / "best.safetensors").exists()
     report = (run / "reports" / "report.md").read_text()
-    assert "KARMMA_S" in report and "Baseline w/ δ" in report
+    assert "KARMMA_S" in report and "Baseline w/ δ" in report and " ± " in report
     text = " ".join(res.output.split())
     assert "without video (F+A)" in text and "time per stage" in text
+    assert re.search(r"KARMMA_S [a-z ()0-9]+ Baseline w/ δ: [+-]\d+\.\d points with V\+F\+A "
+                     r"\(95% CI \[[+-]\d+\.\d, [+-]\d+\.\d\], ahead in \d/2 seeds\); .* with F\+A",
+                     text), text
 
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     text = " ".join(again.output.split())
     assert "video, flow already pretrained" in text
     assert len(re.findall(r"0 new, (\d+) already done", text)) == 6  # every extraction skipped
-    for d in ("teacher", "students/karmma"):  # finished trainings resume as done, not again
+    for d in ("teacher", "students/karmma/seed-1"):  # finished trainings resume as done
         assert len((run / d / "metrics.jsonl").read_text().splitlines()) == 1

@@ -203,3 +203,50 @@ def test_seen_unseen_says_why_when_every_test_participant_is_unseen(run_dir, tmp
     assert "every one of the 20 samples is from an unseen participant" in table["notes"][0]
     assert "Not computed" in (run_dir / "reports" / "report.md").read_text()
     assert "Not computed: every one of the 20 samples" in " ".join(res.output.split())
+
+
+def test_seeds_then_mean_std_and_compare(run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    shutil.rmtree(run / "reports", ignore_errors=True)
+    seeds = ["--seeds", "0,1", "--cache", str(run), *FAST]
+    res = runner.invoke(app, ["distill", "--method", "baseline-delta", *seeds])
+    assert res.exit_code == 0, res.output
+    delta = run / "students" / "baseline-delta"
+    assert sorted(p.name for p in delta.iterdir()) == ["seed-0", "seed-1"]
+    metas = [json.loads((delta / f"seed-{s}" / "meta.json").read_text()) for s in (0, 1)]
+    assert [m["config"]["student"]["train"]["seed"] for m in metas] == [0, 1]
+    w0, w1 = ((delta / f"seed-{s}" / "best.safetensors").read_bytes() for s in (0, 1))
+    assert w0 != w1  # the seed changes the model
+    res = runner.invoke(app, ["distill", "--method", "baseline-delta", *seeds])  # resumes: done
+    assert res.exit_code == 0 and "resumed from" in res.output, res.output
+    assert (delta / "seed-0" / "best.safetensors").read_bytes() == w0
+    # the teacher's extra seeds train next to the single run; the cache keeps the first's logits
+    res = runner.invoke(app, ["train", "teacher", "--seeds", "1", "--cache", str(run), *FAST])
+    assert res.exit_code == 0, res.output
+    assert (run / "teacher" / "seed-1" / "meta.json").exists()
+
+    res = runner.invoke(app, ["eval", "--cache", str(run), "--protocol", "subsets"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((run / "reports" / "subsets_action.json").read_text())["rows"]
+    by = {r["method"]: r for r in rows}
+    cell = by["Baseline w/ δ"]["V+F+A"]
+    assert cell["n"] == 2 and cell["std"] >= 0 and by["KARMMA_T"]["V+F+A"]["n"] == 2
+    assert isinstance(by["KARMMA_S"]["V+F+A"], float)  # a single run stays a plain number
+    assert (run / "reports" / "subsets_action.png").read_bytes()[:4] == b"\x89PNG"
+
+    res = runner.invoke(app, ["compare", "karmma", "baseline-delta", "--subset", "V+F+A,F+A",
+                              "--cache", str(run), "--n-boot", "200"])
+    assert res.exit_code == 0, res.output
+    table = json.loads((run / "reports" / "compare_karmma_vs_baseline-delta.json").read_text())
+    assert [r["modalities"] for r in table["rows"]] == ["V+F+A", "F+A"]
+    full = table["rows"][0]
+    assert full["difference (points)"] == pytest.approx(
+        by["KARMMA_S"]["V+F+A"] - by["Baseline w/ δ"]["V+F+A"]["mean"])
+    assert full["95% CI low"] <= full["difference (points)"] <= full["95% CI high"]
+    assert full["seeds A > B"] in ("0/1", "1/1") and full["seeds (A, B)"] == "1, 2"
+    assert "compare_karmma_vs_baseline-delta" in (run / "reports" / "report.md").read_text()
+    res = runner.invoke(app, ["compare", "karmma", "karmma", "--cache", str(run)])
+    assert isinstance(res.exception, MmkdError) and "two different" in str(res.exception)

@@ -225,3 +225,24 @@ def test_flip_flags_set_augment_hflip_in_pretrain_and_finetune(run_dir):
            "--name", "ft-default", "--cache", str(run_dir))
     meta = json.loads((run_dir / "students" / "ft-default" / "meta.json").read_text())
     assert meta["finetune"]["flip"] is False  # demo: open/close differ by direction
+
+
+def test_finetune_each_seed_of_a_seeded_student(run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    invoke("distill", "--method", "baseline-delta", "--seeds", "0,1", "--cache", str(run))
+    invoke("finetune", "--modalities", "audio", "--from", str(run / "students" / "baseline-delta"),
+           "--seeds", "0,1", "--epochs", "1", "--reextract", "--cache", str(run))
+    out = run / "students" / "baseline-delta-ft-audio"
+    for s in (0, 1):
+        meta = json.loads((out / f"seed-{s}" / "meta.json").read_text())
+        assert meta["config"]["student"]["train"]["seed"] == s
+        # each seed's tokens get their own cache entry, which its fusion block reads
+        assert meta["features"]["audio"] == f"test_ast+ft-baseline-delta-ft-audio-seed-{s}"
+    assert {e for m, e in Cache.open(run / "cache.zarr").features() if m == "audio"} >= {
+        f"test_ast+ft-baseline-delta-ft-audio-seed-{s}" for s in (0, 1)}
+    with pytest.raises(MmkdError, match="seed-2: no stage-2 student"):
+        invoke("finetune", "--modalities", "audio", "--from",
+               str(run / "students" / "baseline-delta"), "--seeds", "2", "--cache", str(run))

@@ -29,17 +29,22 @@ def demo(
              "each (small models use one core best).")] = 2,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Config override for a new run, e.g. teacher.train.epochs=5.")] = None,
+    seeds: Annotated[str, typer.Option(
+        help="Training seeds of each student (the teacher trains once).")] = "0,1,2",
 ) -> None:
     """Generate the demo dataset and run manifest → extract → train teacher → distill (karmma,
-    baseline, baseline-delta) → eval; finished stages are skipped on a re-run."""
+    baseline, baseline-delta, one model per seed) → eval; finished stages are skipped on a
+    re-run."""
     from mmkd import demo_pipeline as P
     from mmkd.cli.eval import run_eval
     from mmkd.cli.jobs import Job, run_jobs
     from mmkd.cli.runctx import find_run
     from mmkd.errors import MmkdError
+    from mmkd.train.runs import parse_seeds
 
     if scale not in ("tiny", "small"):
         raise MmkdError(f"--scale {scale!r}: use tiny or small")
+    student_seeds = parse_seeds(seeds)
     paths = P.DemoPaths(out, scale, seed)
     t0 = time.perf_counter()
     times: dict[str, float] = {}
@@ -83,11 +88,13 @@ def demo(
     times["extract"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for names in P.TRAIN_ROUNDS:
-        results = run_jobs([Job(n, P.train, (paths, cfg, n)) for n in names], workers=jobs)
-        for n, res in zip(names, results, strict=True):
+    for names in P.train_rounds(student_seeds):
+        titles = [n if s is None else f"{n} seed {s}" for n, s in names]
+        results = run_jobs([Job(title, P.train, (paths, cfg, n, s))
+                            for title, (n, s) in zip(titles, names, strict=True)], workers=jobs)
+        for title, (n, _), res in zip(titles, names, results, strict=True):
             fit = res.fit if n == "teacher" else res
-            stage(n, f"best epoch {fit.best_epoch}: val acc {fit.best.get('val_acc', 0):.1%}")
+            stage(title, f"best epoch {fit.best_epoch}: val acc {fit.best.get('val_acc', 0):.1%}")
     times["train (teacher, students)"] = time.perf_counter() - t
 
     import torch
@@ -96,8 +103,11 @@ def demo(
     t = time.perf_counter()
     run = find_run(paths.run)
     protocols = ["subsets", "missing-rate"] + (["efficiency"] if efficiency else [])
+    mods = list(cfg.data.modalities)
+    subsets = ["+".join(mods)] + (["+".join(m for m in mods if m != "video")]
+                                  if "video" in mods and len(mods) > 1 else [])
     report = run_eval(run, protocols, device="cpu", efficiency_sizes="run",
-                      efficiency_devices=["cpu"])
+                      efficiency_devices=["cpu"], compare=[(*P.COMPARED, subsets)])
     times["eval"] = time.perf_counter() - t
 
     table = RichTable(title="mmkd demo: time per stage", show_header=False, title_justify="left")

@@ -31,6 +31,12 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+def _subset(text: str, modalities: list[str]) -> tuple[str, ...]:
+    from mmkd.subsets import parse_subset
+
+    return parse_subset(text, modalities)
+
+
 def _device(device: str | None) -> str:
     import torch
 
@@ -42,8 +48,10 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
              efficiency_sizes: str = "paper", efficiency_devices: list[str] | None = None,
              ablations: list[str] | None = None, ablation_epochs: int | None = None,
              thetas: list[str] | None = None, token_modalities: list[str] | None = None,
-             robustness_drop: str | None = None) -> Path:
-    """Run the protocols with a progress bar per stage; returns the report path."""
+             robustness_drop: str | None = None,
+             compare: list[tuple[str, str, list[str]]] | None = None) -> Path:
+    """Run the protocols with a progress bar per stage; returns the report path. `compare`:
+    (A, B, subsets) whose difference is also tabled, from the same predictions."""
     import torch
 
     from mmkd.cache import Cache
@@ -61,7 +69,7 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
         cache = Cache.open(run.cache_path, mode="r")
         refs = runner.discover_models(run.dir, models)
         data = runner.split_data(cache, list(cfg.data.heads), split, run.manifest_dir)
-        n_cond = len(data.indices) * len(refs)
+        n_cond = len(data.indices) * sum(len(r.runs) for r in refs)
         with ui.progress_bar(f"eval {'+'.join(acc)} ({len(refs)} models)", total=n_cond,
                              unit="samples") as advance:
             evaluated = runner.evaluate_models(cache, refs, data, acc, cfg.eval.missing_rates,
@@ -71,6 +79,13 @@ def run_eval(run: Run, protocols: list[str], models: list[str] | None = None,
         new, _ = runner.accuracy_tables(evaluated, list(cfg.data.modalities), data, acc,
                                         cfg.eval.missing_rates, cfg.eval.seeds, reports, dropped)
         tables += new
+        by_name = {e.name: e for e in evaluated}
+        mods = list(cfg.data.modalities)
+        for a, b, subsets in compare or []:
+            if a in by_name and b in by_name:
+                tables.append(runner.compare_table(
+                    by_name[a], by_name[b], [_subset(s, mods) for s in subsets] or [tuple(mods)],
+                    data.labels, split))
     if "efficiency" in protocols:
         devices = efficiency_devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
         heads = None
@@ -121,6 +136,31 @@ def _robustness_drop(run: Run, cache, refs: list, drop: str | None, device: str,
     return runner.strongest_modality(cache, ref, list(run.cfg.data.heads), device, batch_size)
 
 
+def run_compare(run: Run, a: str, b: str, subsets: list[str] | None = None,
+                split: str | None = None, device: str | None = None, batch_size: int = 64,
+                n_boot: int = 2000):
+    """Evaluate models `a` and `b` (every seed) and write their comparison table into the
+    report; returns the table. `subsets`: "F+A"-style labels (default: all modalities)."""
+    from mmkd.cache import Cache
+    from mmkd.eval import runner
+    if a == b:
+        raise MmkdError(f"mmkd compare {a} {b}: name two different models")
+    cfg = run.cfg
+    split = split or cfg.eval.split
+    mods = list(cfg.data.modalities)
+    wanted = [_subset(s, mods) for s in subsets] if subsets else [tuple(mods)]
+    cache = Cache.open(run.cache_path, mode="r")
+    refs = runner.discover_models(run.dir, [a, b])
+    data = runner.split_data(cache, list(cfg.data.heads), split, run.manifest_dir)
+    with ui.progress_bar(f"evaluate {a} and {b}", unit="samples",
+                         total=len(data.indices) * sum(len(r.runs) for r in refs)) as advance:
+        ev = runner.evaluate_models(cache, refs, data, ["subsets"], [], [], _device(device),
+                                    batch_size, advance)
+    table = runner.compare_table(ev[0], ev[1], wanted, data.labels, split, n_boot)
+    runner_report(run.reports_dir, [table], [f"Run: `{run.dir}`; evaluated split: `{split}`."])
+    return table
+
+
 def runner_report(reports: Path, tables: list, preamble: list[str]) -> Path:
     from mmkd.eval import runner
 
@@ -138,7 +178,8 @@ def _summary(tables: list, report: Path) -> None:
         if not t.rows and t.notes:  # a table that could not be computed says why
             ui.info(f"[yellow]{t.title}[/yellow]: {' '.join(t.notes)}")
             continue
-        if not (t.name.startswith(("subsets_", "robustness_", "missing_rate_")) or t.name in (
+        if not (t.name.startswith(("subsets_", "robustness_", "missing_rate_", "compare_"))
+                or t.name in (
                 "efficiency", "ablation_tokens", "ablation_strategies")):
             continue
         rich = _rich_table(t, transpose=t.name.startswith("missing_rate_"))
@@ -226,3 +267,27 @@ def register(app: typer.Typer) -> None:
                  efficiency_devices=_csv(efficiency_devices), ablations=_csv(ablation),
                  ablation_epochs=ablation_epochs, thetas=_csv(thetas),
                  token_modalities=_csv(token_modalities), robustness_drop=robustness_drop)
+
+    @app.command("compare")
+    def compare_cmd(
+        a: Annotated[str, typer.Argument(help="Model A: teacher or a students/ folder name.")],
+        b: Annotated[str, typer.Argument(help="Model B, the reference.")],
+        subset: Annotated[str | None, typer.Option(
+            help="Comma-separated modality subsets at inference, e.g. V+F+A,F+A "
+                 "(default: all modalities).")] = None,
+        cache: Annotated[Path | None, typer.Option(
+            "--cache", help="The run directory (or its cache.zarr); default: the current "
+                            "directory.")] = None,
+        split: Annotated[str | None, typer.Option(help="Split to evaluate (default eval.split).")] = None,
+        device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if available).")] = None,
+        batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 64,
+        n_boot: Annotated[int, typer.Option(help="Bootstrap replicates.", min=100)] = 2000,
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Override: a.b=c.")] = None,
+    ) -> None:
+        """Is A better than B? Accuracy difference A − B with a 95 % interval from a paired
+        bootstrap over test samples and training seeds, and in how many seeds A > B; the table
+        goes to RUN_DIR/reports/compare_A_vs_B.{md,csv,json}."""
+        run = find_run(cache, set_ or [])
+        table = run_compare(run, a, b, _csv(subset), split=split, device=device,
+                            batch_size=batch_size, n_boot=n_boot)
+        _summary([table], run.reports_dir / "report.md")

@@ -65,30 +65,38 @@ def finetune_cmd(
         "--restart", help="Train from scratch even if a checkpoint of this run exists.")] = False,
     checkpoint_every: Annotated[int, typer.Option(
         help="Also save the training state every N steps (0: at epoch ends only).")] = 0,
+    seeds: Annotated[str | None, typer.Option(
+        help="Fine-tune each seed of a student trained with --seeds: FROM/seed-<n> into "
+             "OUT/seed-<n>, with student.train.seed = n.")] = None,
 ) -> None:
     """Fine-tune the student extractors of MODALITIES end to end from raw media (the other
     modalities from cached tokens, targets = cached teacher logits); writes
     RUN_DIR/students/<from>-ft-<modalities>/."""
     from mmkd.cli.train import train_progress
     from mmkd.train.finetune import FinetuneOptions, default_name, finetune
+    from mmkd.train.runs import parse_seeds, seed_dir, seed_plan
 
     run = find_run(cache, (set_ or []) + flip_override(flip))
     mods = [m.strip() for m in modalities.split(",") if m.strip()]
-    from_dir = from_ or run.dir / "students" / "karmma"
-    if not (from_dir / "meta.json").exists():
-        raise MmkdError(f"{from_dir}: no stage-2 student here; train one with `mmkd distill` or "
-                        "pass --from RUN_DIR/students/<name>")
-    out_dir = run.dir / "students" / (name or default_name(from_dir, mods))
-    opts = FinetuneOptions(mods, from_dir, out_dir, epochs=epochs, lr_scale=lr_scale,
-                           accum_steps=accum_steps,
-                           grad_checkpointing=grad_checkpointing, workers=workers, device=device,
-                           reextract=reextract,
-                           resume=not restart, checkpoint_every=checkpoint_every)
-    with train_progress(f"finetune {'+'.join(mods)}") as on_event, \
-            _extract_progress("re-extract") as (start, advance):
-        res = finetune(run.dir, run.cfg, opts, progress=on_event, status=ui.info,
-                       extract_start=start, extract_progress=advance)
-    _summary(res)
+    base = from_ or run.dir / "students" / "karmma"
+    wanted = parse_seeds(seeds) if seeds else None
+    plan = seed_plan(run.cfg, "student",
+                     run.dir / "students" / (name or default_name(base, mods)), wanted)
+    for (cfg, out_dir), from_dir in zip(plan, [seed_dir(base, s) for s in wanted] if wanted
+                                        else [base], strict=True):
+        if not (from_dir / "meta.json").exists():
+            raise MmkdError(f"{from_dir}: no stage-2 student here; train one with `mmkd distill`"
+                            " or pass --from RUN_DIR/students/<name>")
+        opts = FinetuneOptions(mods, from_dir, out_dir, epochs=epochs, lr_scale=lr_scale,
+                               accum_steps=accum_steps,
+                               grad_checkpointing=grad_checkpointing, workers=workers,
+                               device=device, reextract=reextract,
+                               resume=not restart, checkpoint_every=checkpoint_every)
+        with train_progress(f"finetune {'+'.join(mods)}") as on_event, \
+                _extract_progress("re-extract") as (start, advance):
+            res = finetune(run.dir, cfg, opts, progress=on_event, status=ui.info,
+                           extract_start=start, extract_progress=advance)
+        _summary(res)
 
 
 @contextmanager

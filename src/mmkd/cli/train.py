@@ -39,6 +39,11 @@ def flip_override(flip: bool | None) -> list[str]:
     return [] if flip is None else [f"augment.hflip={str(flip).lower()}"]
 
 
+SeedsOpt = Annotated[str | None, typer.Option(
+    help="Train one model per seed, e.g. 0,1,2 or 0-4, into OUT/seed-<n>/ (each resumes on its "
+         "own; `mmkd eval` reports mean ± std over them). Default: one run with train.seed.")]
+
+
 def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -132,24 +137,31 @@ def register(app: typer.Typer) -> None:
                          "cross-modal teacher, e.g. audio.")] = None,
                 features: Annotated[bool, typer.Option(
                     "--features", help="Also write its pooled per-modality features "
-                                       "(N, width) float16 into the cache.")] = False) -> None:
+                                       "(N, width) float16 into the cache.")] = False,
+                seeds: SeedsOpt = None) -> None:
         """Train KARMMA_T (best epoch on `val`) and write its logits for every sample into the
-        cache, for `mmkd distill`."""
+        cache, for `mmkd distill` (with --seeds: the first seed's)."""
         from mmkd.train import distributed as D
+        from mmkd.train.runs import parse_seeds, seed_plan
         from mmkd.train.stage2 import teacher_dir, train_teacher
 
         run = find_run(cache, set_ or [])
         D.init_from_env()
-        out_dir = teacher_dir(run.dir, name)
         wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
-        with train_progress(name) as on_event:
-            res = train_teacher(run.cache_path, run.cfg, out_dir, device=device,
-                                progress=on_event, resume=not restart,
-                                checkpoint_every=checkpoint_every, in_ram=in_ram,
-                                teacher_id=name, modalities=wanted, write_features=features)
-        heads = ", ".join(f"{h} {n}×{c}" for h, (n, c) in res.logits_shapes.items())
-        _summary(name, out_dir, res.fit,
-                 {"teacher logits": f"{run.cache_path}/teachers/{name} ({heads})"})
+        plan = seed_plan(run.cfg, "teacher", teacher_dir(run.dir, name),
+                         parse_seeds(seeds) if seeds else None)
+        for i, (cfg, out_dir) in enumerate(plan):
+            title = name if len(plan) == 1 else f"{name} seed {cfg.teacher.train.seed}"
+            with train_progress(title) as on_event:
+                res = train_teacher(run.cache_path, cfg, out_dir, device=device,
+                                    progress=on_event, resume=not restart,
+                                    checkpoint_every=checkpoint_every, in_ram=in_ram,
+                                    teacher_id=name, modalities=wanted, write_features=features,
+                                    write_outputs=i == 0)
+            heads = ", ".join(f"{h} {n}×{c}" for h, (n, c) in res.logits_shapes.items())
+            _summary(title, out_dir, res.fit,
+                     {"teacher logits": f"{run.cache_path}/teachers/{name} ({heads})"}
+                     if i == 0 else {})
 
     @app.command("distill")
     def distill_cmd(
@@ -163,11 +175,12 @@ def register(app: typer.Typer) -> None:
         modalities: Annotated[str | None, typer.Option(
             help="Comma-separated subset of data.modalities, e.g. video (KARMMA_V).")] = None,
         set_: SetOpt = None, device: DeviceOpt = None, restart: RestartOpt = False,
-        checkpoint_every: EveryOpt = 0, in_ram: InRamOpt = False,
+        checkpoint_every: EveryOpt = 0, in_ram: InRamOpt = False, seeds: SeedsOpt = None,
     ) -> None:
         """Train a student (or a baseline) from the student extractors' cached tokens and the
         cached teacher logits; writes RUN_DIR/students/<method>[-<modalities>]/."""
         from mmkd.train import distributed as D
+        from mmkd.train.runs import parse_seeds, seed_plan
         from mmkd.train.stage2 import distill, student_dir_name
 
         run = find_run(cache, set_ or [])
@@ -176,11 +189,20 @@ def register(app: typer.Typer) -> None:
         mods = [m for m in run.cfg.data.modalities if m in wanted] or list(run.cfg.data.modalities)
         out_dir = run.dir / "students" / student_dir_name(method, mods, run.cfg.data.modalities)
         if method == "mst":
+            if seeds:
+                raise MmkdError("--seeds does not take --method mst: MST-Distill trains one seed "
+                                "per run (--set student.train.seed=N)")
             _distill_mst(run, mods, out_dir, device, not restart, checkpoint_every, in_ram)
             return
-        with train_progress(method) as on_event:
-            res = distill(run.cache_path, run.cfg, out_dir, method=method,
-                          modalities=wanted or None,
-                          device=device, progress=on_event, resume=not restart,
-                          checkpoint_every=checkpoint_every, in_ram=in_ram)
-        _summary(f"{method} ({'+'.join(mods)})", out_dir, res, {})
+        plan = seed_plan(run.cfg, "student",
+                         run.dir / "students" / student_dir_name(method, mods,
+                                                                 run.cfg.data.modalities),
+                         parse_seeds(seeds) if seeds else None)
+        for cfg, out_dir in plan:
+            title = method if len(plan) == 1 else f"{method} seed {cfg.student.train.seed}"
+            with train_progress(title) as on_event:
+                res = distill(run.cache_path, cfg, out_dir, method=method,
+                              modalities=wanted or None,
+                              device=device, progress=on_event, resume=not restart,
+                              checkpoint_every=checkpoint_every, in_ram=in_ram)
+            _summary(f"{title} ({'+'.join(mods)})", out_dir, res, {})

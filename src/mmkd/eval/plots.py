@@ -56,6 +56,10 @@ def plot_missing_rate(curves: list[Curve], metric: str, out_path: str | Path,
     ax.set_ylim(0, min(100.0, 1.08 * top) if top > 0 else 1.0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    return _save(fig, out_path)
+
+
+def _save(fig, out_path: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,9 +99,26 @@ def plot_efficiency(subsets: list[str], series: dict[str, dict[str, list[float |
         ax.legend(fontsize=8, loc="upper right")
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("modalities at inference")
-    fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out_path)
+
+
+def plot_subsets(subsets: list[str], series: dict[str, list[tuple[float, float] | None]],
+                 out_path: str | Path, metric: str, title: str) -> Path:
+    """Table 1 as grouped bars: one bar per method and modality subset, error bars ± std over
+    the method's training seeds (none for a single run). `series`: method -> (mean, std) per
+    subset, None where the method lacks that subset."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(subsets) + 2), 4.2), dpi=120)
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(subsets))
+    for i, (label, cells) in enumerate(series.items()):
+        mean = np.asarray([np.nan if c is None else c[0] for c in cells], dtype=float)
+        std = np.asarray([0.0 if c is None else c[1] for c in cells], dtype=float)
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, mean, width, yerr=std, capsize=3,
+               label=label, color=_COLOURS[i % len(_COLOURS)])
+    ax.set_xticks(x, subsets)
+    ax.set_xlabel("modalities at inference")
+    ax.set_ylabel(f"{metric} top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return _save(fig, out_path)

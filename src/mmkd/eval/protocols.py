@@ -6,6 +6,9 @@
 - seen/unseen (Tab. C.1): the all-modalities accuracy split by participant, when the manifest
   knows which participants are unseen.
 
+A model trained with several seeds is evaluated once per seed; each cell is then the mean ± std
+over its training seeds (a single run keeps a plain number).
+
 One pass over the split per model evaluates every condition (`inference.predict`).
 """
 
@@ -45,14 +48,31 @@ def build_conditions(modalities: list[str], n: int, protocols: Iterable[str],
     return out
 
 
+def aggregate(values: list[float]) -> float | MeanStd:
+    """One training seed: its value; several: mean ± std (ddof 1) over them."""
+    return values[0] if len(values) == 1 else MeanStd(*metrics.mean_std(values), n=len(values))
+
+
 @dataclass
 class EvaluatedModel:
-    """One model's predictions on the split under every condition it was run with."""
+    """One model's predictions on the split under every condition it was run with, per
+    training seed."""
 
     name: str  # run-dir name: teacher, karmma, baseline, baseline-delta, karmma-video, ...
     label: str  # as in the paper: KARMMA_T, KARMMA_S, Baseline, Baseline w/ δ
     modalities: list[str]
-    preds: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    runs: dict[int, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def per_seed(self, key: str, labels: dict[str, np.ndarray],
+                 where: np.ndarray | None = None) -> list[dict[str, float]]:
+        """Accuracy per metric for each training seed evaluated under condition `key`."""
+        return [metrics.accuracy(p[key], labels, where) for p in self.runs.values() if key in p]
+
+    def accuracy(self, key: str, labels: dict[str, np.ndarray],
+                 where: np.ndarray | None = None) -> dict[str, float | MeanStd] | None:
+        """Per metric, aggregated over the training seeds; None if not evaluated under `key`."""
+        runs = self.per_seed(key, labels, where)
+        return {k: aggregate([r[k] for r in runs]) for k in runs[0]} if runs else None
 
 
 def subsets_table(models: list[EvaluatedModel], modalities: list[str],
@@ -63,11 +83,9 @@ def subsets_table(models: list[EvaluatedModel], modalities: list[str],
     rows = []
     for subset in modality_subsets(modalities):
         for m in models:
-            preds = m.preds.get(subset_key(subset))
-            if preds is None:
-                continue
-            rows.append({"method": m.label, "modalities": subset_label(subset),
-                         **metrics.accuracy(preds, labels)})
+            acc = m.accuracy(subset_key(subset), labels)
+            if acc is not None:
+                rows.append({"method": m.label, "modalities": subset_label(subset), **acc})
     return Table(name="subsets", title=f"Top-1 accuracy (%) per inference modality subset ({split})",
                  columns=["method", "modalities", *names], rows=rows,
                  notes=["Left-out modalities are marked missing (present=False) at inference; "
@@ -84,8 +102,8 @@ def subsets_pivot(models: list[EvaluatedModel], modalities: list[str],
     for m in models:
         row: dict[str, object] = {"method": m.label}
         for s, col in zip(subsets, cols, strict=True):
-            preds = m.preds.get(subset_key(s))
-            row[col] = None if preds is None else metrics.accuracy(preds, labels)[metric]
+            acc = m.accuracy(subset_key(s), labels)
+            row[col] = None if acc is None else acc[metric]
         rows.append(row)
     return Table(name=f"subsets_{metric}",
                  title=f"{metric.capitalize()} top-1 accuracy (%) by modalities at inference ({split})",
@@ -105,13 +123,14 @@ def robustness_table(models: list[EvaluatedModel], modalities: list[str],
     rest = tuple(m for m in modalities if m != dropped)
     rows = []
     for m in models:
-        a, b = m.preds.get(subset_key(full)), m.preds.get(subset_key(rest))
-        if a is None or b is None:
+        a = [r[metric] for r in m.per_seed(subset_key(full), labels)]
+        b = [r[metric] for r in m.per_seed(subset_key(rest), labels)]
+        if not a or len(a) != len(b):
             continue
-        acc_full, acc_rest = metrics.accuracy(a, labels)[metric], metrics.accuracy(b, labels)[metric]
-        rows.append({"method": m.label, subset_label(full): acc_full,
-                     subset_label(rest): acc_rest,
-                     "kept (%)": 100 * acc_rest / acc_full if acc_full > 0 else None})
+        kept = [100 * y / x for x, y in zip(a, b, strict=True) if x > 0]
+        rows.append({"method": m.label, subset_label(full): aggregate(a),
+                     subset_label(rest): aggregate(b),
+                     "kept (%)": aggregate(kept) if len(kept) == len(a) else None})
     return Table(name=f"robustness_{metric}",
                  title=f"{metric.capitalize()} accuracy (%) with and without {dropped} ({split})",
                  columns=["method", subset_label(full), subset_label(rest), "kept (%)"],
@@ -133,12 +152,14 @@ def seen_unseen_table(models: list[EvaluatedModel], modalities: list[str],
     full = subset_key(tuple(modalities))
     rows = []
     for m in models:
-        preds = m.preds.get(full) or m.preds.get(subset_key(tuple(m.modalities)))
-        if preds is None:
+        key = full if m.per_seed(full, labels) else subset_key(tuple(m.modalities))
+        runs = [metrics.accuracy_by_group(p[key], labels, unseen) for p in m.runs.values()
+                if key in p]
+        if not runs:
             continue
-        groups = metrics.accuracy_by_group(preds, labels, unseen)
         for group in ("seen", "unseen", "all"):
-            rows.append({"method": m.label, "participants": group, **groups[group]})
+            rows.append({"method": m.label, "participants": group,
+                         **{k: aggregate([r[group][k] for r in runs]) for k in names}})
     return Table(name="seen_unseen", title=title,
                  columns=["method", "participants", *names], rows=rows,
                  notes=[f"{int(unseen.sum())} of {len(unseen)} samples are from unseen participants."])
@@ -147,17 +168,22 @@ def seen_unseen_table(models: list[EvaluatedModel], modalities: list[str],
 def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndarray],
                          rates: list[float], seeds: list[int]
                          ) -> tuple[Table, dict[str, list[Curve]]]:
-    """Fig. 4: mean ± std over seeds of every metric per (model, rate); curves per metric."""
+    """Fig. 4: mean ± std of every metric per (model, rate); curves per metric. One training
+    run: over the masking seeds; several: over the training seeds, each the mean over the
+    masking seeds (the masking spread is then inside each seed's mean)."""
     names = metrics.metric_names(list(labels))
     rows = []
     curves: dict[str, list[Curve]] = {name: [] for name in names}
     for m in models:
         per_rate = []
         for r in rates:
-            runs = [metrics.accuracy(m.preds[rate_key(r, s)], labels) for s in seeds
-                    if rate_key(r, s) in m.preds]
-            if not runs:
+            by_run = [[metrics.accuracy(p[rate_key(r, s)], labels) for s in seeds
+                       if rate_key(r, s) in p] for p in m.runs.values()]
+            by_run = [b for b in by_run if b]
+            if not by_run:
                 break
+            runs = by_run[0] if len(by_run) == 1 else [
+                {name: float(np.mean([a[name] for a in b])) for name in names} for b in by_run]
             stats = {name: MeanStd(*metrics.mean_std([a[name] for a in runs]), n=len(runs))
                      for name in names}
             per_rate.append(stats)
@@ -167,11 +193,14 @@ def missing_rate_results(models: list[EvaluatedModel], labels: dict[str, np.ndar
                 curves[name].append(Curve(m.label, list(rates), [s[name].mean for s in per_rate],
                                           [s[name].std for s in per_rate]))
     table = Table(name="missing_rate",
-                  title=f"Top-1 accuracy (%) vs missing rate (mean ± std over {len(seeds)} seeds)",
+                  title=f"Top-1 accuracy (%) vs missing rate (mean ± std over {len(seeds)} "
+                        "masking seeds, or over training seeds)",
                   columns=["method", "missing rate (%)", *names], rows=rows,
                   notes=["Each modality is dropped independently with the given probability per "
                          "test sample; samples that would lose every modality are redrawn. The "
-                         "same seed gives the same missing pattern for every method."])
+                         "same seed gives the same missing pattern for every method. A model "
+                         "trained with several seeds: mean ± std over its training seeds of "
+                         "each seed's mean over the masking seeds (n in the JSON)."])
     return table, curves
 
 
@@ -185,15 +214,14 @@ def unimodal_note(models: list[EvaluatedModel]) -> list[str]:
             "missing rate their modality is kept (at least one modality always is)."]
 
 
-def missing_rate_pivot(curves: list[Curve], metric: str, n_seeds: int) -> Table:
-    """Fig. 4 as a table: one row per model, one column per rate, headline metric."""
-    rates = curves[0].rates if curves else []
-    cols = [f"{round(100 * r)}%" for r in rates]
-    rows = [{"method": c.label, **{col: MeanStd(mu, sd, n_seeds)
-                                   for col, mu, sd in zip(cols, c.mean, c.std, strict=True)}}
-            for c in curves]
+def missing_rate_pivot(long: Table, metric: str, n_seeds: int) -> Table:
+    """Fig. 4 as a table: one row per model, one column per rate, headline metric (from the
+    long `missing_rate` table; each cell keeps its own n)."""
+    cols = sorted({r["missing rate (%)"] for r in long.rows})
+    by: dict[str, dict[str, object]] = {}
+    for r in long.rows:
+        by.setdefault(r["method"], {"method": r["method"]})[f"{r['missing rate (%)']}%"] = r[metric]
     return Table(name=f"missing_rate_{metric}",
                  title=f"{metric.capitalize()} top-1 accuracy (%) vs missing rate "
-                       f"(mean ± std over {n_seeds} seeds)",
-                 columns=["method", *cols], rows=rows)
-
+                       f"(mean ± std over {n_seeds} masking seeds, or over training seeds)",
+                 columns=["method", *[f"{c}%" for c in cols]], rows=list(by.values()))

@@ -21,7 +21,7 @@ from mmkd import config as C
 from mmkd.errors import MmkdError
 from mmkd.eval import metrics, plots, protocols
 from mmkd.eval.efficiency import CostConfig, measure_all
-from mmkd.eval.reports import Table, read_table, write_report, write_table
+from mmkd.eval.reports import MeanStd, Table, read_table, write_report, write_table
 from mmkd.subsets import modality_subsets, subset_label
 
 PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")
@@ -29,15 +29,15 @@ ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
 # The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
 PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}
 ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]  # registered methods follow, by name
-REPORT_ORDER = ["subsets_", "robustness_", "subsets", "missing_rate_", "missing_rate", "seen_unseen",
-                "efficiency", "ablation_tokens", "ablation_strategies"]
+REPORT_ORDER = ["subsets_", "robustness_", "compare_", "subsets", "missing_rate_", "missing_rate",
+                "seen_unseen", "efficiency", "ablation_tokens", "ablation_strategies"]
 
 
 @dataclass
 class ModelRef:
     name: str  # "teacher" or the students/ folder name
     label: str
-    ckpt_dir: Path
+    runs: dict[int, Path]  # training seed -> checkpoint folder (one entry for a single run)
 
 
 def model_label(name: str) -> str:
@@ -57,15 +57,18 @@ def model_label(name: str) -> str:
 
 
 def discover_models(run_dir: Path, names: list[str] | None = None) -> list[ModelRef]:
-    """Trained models of a run (RUN/teacher, RUN/students/*) that have a best checkpoint."""
-    found: dict[str, Path] = {}
-    if (run_dir / "teacher" / "meta.json").exists():
-        found["teacher"] = run_dir / "teacher"
-    students = run_dir / "students"
-    if students.is_dir():
-        for d in sorted(students.iterdir()):
-            if (d / "meta.json").exists():
-                found[d.name] = d
+    """Trained models of a run (RUN/teacher, RUN/students/*) that have a best checkpoint, each
+    with its training seeds (seed-<n>/ subfolders, see `seeded_runs`)."""
+    from mmkd.train.runs import seeded_runs
+
+    found: dict[str, dict[int, Path]] = {}
+    candidates = [run_dir / "teacher"]
+    if (run_dir / "students").is_dir():
+        candidates += sorted(d for d in (run_dir / "students").iterdir() if d.is_dir())
+    for d in candidates:
+        runs = seeded_runs(d)
+        if runs:
+            found[d.name] = runs
     if names:
         unknown = [n for n in names if n not in found]
         if unknown:
@@ -145,21 +148,28 @@ def evaluate_models(cache: Any, refs: list[ModelRef], data: SplitData, protocol_
     out = []
     heads = list(data.labels)
     for ref in refs:
-        model, meta = load_model(ref.ckpt_dir, map_location=device)
-        mods = list(model.spec.modalities)
-        missing_heads = [h for h in heads if h not in model.spec.heads]
-        if missing_heads:
-            raise MmkdError(f"{ref.ckpt_dir}: the model has no head {missing_heads} that the "
-                            "evaluated dataset has; evaluate it on the run it was trained on")
-        features = meta.get("features")
-        if not features:
-            raise MmkdError(f"{ref.ckpt_dir}/meta.json has no 'features' (modality -> extractor); "
-                            "retrain it with this mmkd version")
-        conds = protocols.build_conditions(mods, len(data.indices), protocol_names, rates, seeds)
-        batches = CacheBatches(cache, {m: features[m] for m in mods}, data.split, batch_size,
-                               shuffle=False, seed=0)
-        preds = predict(model, mods, heads, batches, data.indices, conds, device, progress)
-        out.append(protocols.EvaluatedModel(ref.name, ref.label, mods, preds))
+        runs, mods = {}, None
+        for train_seed, ckpt_dir in ref.runs.items():
+            model, meta = load_model(ckpt_dir, map_location=device)
+            if mods is not None and list(model.spec.modalities) != mods:
+                raise MmkdError(f"{ckpt_dir}: its modalities {model.spec.modalities} differ from "
+                                f"the other seeds' {mods}; retrain that seed")
+            mods = list(model.spec.modalities)
+            missing_heads = [h for h in heads if h not in model.spec.heads]
+            if missing_heads:
+                raise MmkdError(f"{ckpt_dir}: the model has no head {missing_heads} that the "
+                                "evaluated dataset has; evaluate it on the run it was trained on")
+            features = meta.get("features")
+            if not features:
+                raise MmkdError(f"{ckpt_dir}/meta.json has no 'features' (modality -> "
+                                "extractor); retrain it with this mmkd version")
+            conds = protocols.build_conditions(mods, len(data.indices), protocol_names, rates,
+                                               seeds)
+            batches = CacheBatches(cache, {m: features[m] for m in mods}, data.split,
+                                   batch_size, shuffle=False, seed=0)
+            runs[train_seed] = predict(model, mods, heads, batches, data.indices, conds, device,
+                                       progress)
+        out.append(protocols.EvaluatedModel(ref.name, ref.label, mods or [], runs))
     return out
 
 
@@ -172,8 +182,9 @@ def strongest_modality(cache: Any, ref: ModelRef, heads: list[str], device: str,
     data = split_data(cache, heads, split, None)
     (model,) = evaluate_models(cache, [ref], data, ["subsets"], [], [], device, batch_size)
     metric = metrics.primary_metric(heads)
-    acc = {m: metrics.accuracy(model.preds[protocols.subset_key((m,))], data.labels)[metric]
-           for m in model.modalities}
+    acc = {m: float(np.mean([r[metric] for r in model.per_seed(protocols.subset_key((m,)),
+                                                                  data.labels)]))
+           for m in model.modalities}  # over the reference's training seeds
     best = max(acc, key=acc.get)
     scores = ", ".join(f"{m} {a:.2f}" for m, a in acc.items())
     return best, (f"Dropped: {best}, the strongest single modality of {ref.label} on {split} "
@@ -199,6 +210,12 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
         long = protocols.subsets_table(evaluated, modalities, data.labels, data.split)
         long.notes += [majority_note, *protocols.unimodal_note(evaluated)]
         tables += [pivot, long]
+        figs.append(plots.plot_subsets(
+            pivot.columns[1:], {r["method"]: [_mean_std(r[c]) for c in pivot.columns[1:]]
+                                for r in pivot.rows},
+            reports_dir / f"subsets_{metric}.png", metric,
+            f"{metric.capitalize()} accuracy by modalities at inference ({data.split}; "
+            "error bars: ± std over training seeds)"))
         robust = protocols.robustness_table(evaluated, modalities, data.labels, data.split,
                                             *(dropped or ("video", "")))
         if robust is not None:
@@ -208,7 +225,7 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
                                                       data.unseen, data.split))
     if "missing-rate" in protocol_names:
         long, curves = protocols.missing_rate_results(evaluated, data.labels, rates, seeds)
-        pivot = protocols.missing_rate_pivot(curves[metric], metric, len(seeds))
+        pivot = protocols.missing_rate_pivot(long, metric, len(seeds))
         pivot.notes += [majority_note, *protocols.unimodal_note(evaluated)]
         tables += [pivot, long]
         figs.append(plots.plot_missing_rate(
@@ -217,6 +234,12 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
             title=f"{metric.capitalize()} accuracy vs missing rate ({data.split}, mean ± std over "
                   f"{len(seeds)} seeds)"))
     return tables, figs
+
+
+def _mean_std(cell: Any) -> tuple[float, float] | None:
+    if cell is None:
+        return None
+    return (cell.mean, cell.std) if isinstance(cell, MeanStd) else (float(cell), 0.0)
 
 
 # ----------------------------------------------------------------------------- efficiency
@@ -319,3 +342,47 @@ def _is_table(path: Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     return isinstance(data, dict) and {"name", "columns", "rows"} <= set(data)
+
+
+# ----------------------------------------------------------------------------- comparisons
+def compare_table(a: protocols.EvaluatedModel, b: protocols.EvaluatedModel,
+                  subsets: list[tuple[str, ...]], labels: dict[str, np.ndarray], split: str,
+                  n_boot: int = 2000) -> Table:
+    """A − B per modality subset with its paired-bootstrap interval (`significance`)."""
+    from mmkd.eval.significance import paired_bootstrap
+
+    metric = metrics.primary_metric(list(labels))
+    rows = []
+    for subset in subsets:
+        key = protocols.subset_key(subset)
+        right = [{s: metrics.correct(p[key], labels)[metric] for s, p in m.runs.items()
+                  if key in p} for m in (a, b)]
+        if not right[0] or not right[1]:
+            missing = a if not right[0] else b
+            raise MmkdError(f"{missing.name} was not trained on {subset_label(subset)} "
+                            f"(its modalities: {subset_label(missing.modalities)}); compare on "
+                            "a subset of both models' modalities")
+        d = paired_bootstrap(*right, n_boot=n_boot)
+        rows.append({"modalities": subset_label(subset),
+                     f"{a.label} (%)": protocols.aggregate([100 * c.mean() for c in right[0].values()]),
+                     f"{b.label} (%)": protocols.aggregate([100 * c.mean() for c in right[1].values()]),
+                     "difference (points)": d.diff, "95% CI low": d.low, "95% CI high": d.high,
+                     "A > B": "yes" if d.low > 0 else "no" if d.high < 0 else "not shown",
+                     "seeds A > B": f"{d.wins}/{d.shared}",
+                     "seeds (A, B)": f"{len(right[0])}, {len(right[1])}"})
+    n = len(labels[next(iter(labels))])
+    return Table(name=f"compare_{a.name}_vs_{b.name}",
+                 title=f"{metric.capitalize()} accuracy: {a.label} (A) − {b.label} (B), "
+                       f"{split} ({n} samples)",
+                 columns=["modalities", f"{a.label} (%)", f"{b.label} (%)",
+                          "difference (points)", "95% CI low", "95% CI high", "A > B",
+                          "seeds A > B", "seeds (A, B)"],
+                 rows=rows,
+                 notes=[f"95% interval from a paired bootstrap ({n_boot} replicates): each "
+                        "replicate resamples the test samples (the same draw for A and B) and "
+                        "each method's training seeds (independently), and takes A's mean "
+                        "accuracy over its seeds minus B's. A > B: yes / no when the interval "
+                        "excludes 0, else not shown.",
+                        "seeds A > B: in how many of the seed numbers trained for both A's "
+                        "accuracy on the whole split is higher.",
+                        "Cells with ± are mean ± std over the training seeds."])

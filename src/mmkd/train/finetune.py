@@ -221,7 +221,14 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     from mmkd.datasets.manifest import manifest_hash, read_all
     from mmkd.extract.inputs import InputBuilder
     from mmkd.train.augment import Augment, resolve_hflip
-    from mmkd.train.runs import VAL_SPLIT, fit_run, label_heads, method_class, resolve_device
+    from mmkd.train.runs import (
+        VAL_SPLIT,
+        fit_run,
+        label_heads,
+        method_class,
+        resolve_device,
+        run_name,
+    )
 
     say = status or (lambda _msg: None)
     run_dir = Path(run_dir)
@@ -277,7 +284,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     val_b = (FinetuneBatches(split=VAL_SPLIT, shuffle=False, **common)
              if VAL_SPLIT in splits else None)
 
-    entries = {m: ft_entry(s.entry, out_dir.name) for m, s in sources.items()}
+    entries = {m: ft_entry(s.entry, run_name(out_dir)) for m, s in sources.items()}
     record = {"from": str(Path(opts.from_dir).resolve()), "from_fingerprint":
               smeta.get("fingerprint", ""), "modalities": opts.modalities, "flip": flip,
               "sources": {m: _describe(s) for m, s in sources.items()}, "entries": entries}
@@ -301,7 +308,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     if opts.reextract:
         for m, s in sources.items():
             say(f"re-extracting {m} with the fine-tuned extractor → {entries[m]}")
-            reextracted.append(reextract(run_dir, cfg, manifest_dir, s, weights[m], out_dir.name,
+            reextracted.append(reextract(run_dir, cfg, manifest_dir, s, weights[m], run_name(out_dir),
                                          opts.device or cfg.extract.device, workers,
                                          extract_start, extract_progress))
 

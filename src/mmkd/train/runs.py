@@ -1,6 +1,7 @@
 """One way to set up a training run (config → data → model → task → `fit`), used by stage 2,
 pretraining, stage-3 fine-tuning and the ablations, and what they all resolve the same way:
-split names, the device, the label heads, the config fingerprint that guards a resume.
+split names, the device, the label heads, the config fingerprint that guards a resume, and the
+training seeds (one model per seed in OUT/seed-<n>/, so seed noise can be measured).
 
 The caller brings the data (cached tokens, decoded clips) and a model factory; `build_task` seeds
 torch, builds the model with the method's missing-modality strategy and wraps it in the method's
@@ -10,10 +11,12 @@ changes the result (recipe, method config, features and their provenance, ...).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from mmkd.train import distributed as D
 from mmkd.train.loop import FitResult, ProgressFn, fit
 
 TRAIN_SPLIT, VAL_SPLIT = "train", "val"
+SEED_DIR = re.compile(r"seed-(\d+)")
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -88,3 +92,61 @@ def fit_run(task, train_batches, val_batches, train: C.TrainConfig, cfg: C.RunCo
     return fit(task, train_batches, val_batches, train, out_dir, meta,
                device=resolve_device(device), progress=progress, resume=resume,
                checkpoint_every=checkpoint_every)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` (or a range `0-4`) as distinct non-negative ints, in the given order."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or (hi and int(hi) < int(lo)):
+            raise MmkdError(f"--seeds {text}: use non-negative integers, e.g. 0,1,2 or 0-4")
+        seeds += [s for s in range(int(lo), int(hi or lo) + 1) if s not in seeds]
+    return seeds
+
+
+def seed_dir(out_dir: Path, seed: int) -> Path:
+    return Path(out_dir) / f"seed-{seed}"
+
+
+def with_seed(cfg: C.RunConfig, role: str, seed: int) -> C.RunConfig:
+    """A copy of the run config whose `role` recipe trains with train.seed = seed (the seed
+    drives the initialisation, the shuffling and the modality dropout)."""
+    out = copy.deepcopy(cfg)
+    getattr(out, role).train.seed = seed
+    return out
+
+
+def seed_plan(cfg: C.RunConfig, role: str, out_dir: Path, seeds: list[int] | None
+              ) -> list[tuple[C.RunConfig, Path]]:
+    """(config, output folder) per training run: the run itself without seeds, else one per
+    seed in OUT/seed-<n>/ (each resumes on its own)."""
+    if not seeds:
+        return [(cfg, Path(out_dir))]
+    return [(with_seed(cfg, role, s), seed_dir(out_dir, s)) for s in seeds]
+
+
+def run_name(out_dir: Path) -> str:
+    """A run's name for cache entries: its folder, prefixed by the model's for a seed folder
+    (karmma-ft-audio/seed-1 -> karmma-ft-audio-seed-1)."""
+    out_dir = Path(out_dir)
+    return f"{out_dir.parent.name}-{out_dir.name}" if SEED_DIR.fullmatch(out_dir.name) \
+        else out_dir.name
+
+
+def seeded_runs(model_dir: Path) -> dict[int, Path]:
+    """The trained runs of one model folder by training seed: its seed-<n>/ subfolders and the
+    folder itself when it holds a run (counted as the seed its config recorded)."""
+    runs: dict[int, Path] = {}
+    if (model_dir / "meta.json").exists():
+        meta = json.loads((model_dir / "meta.json").read_text())
+        role = meta.get("kind", "student")
+        runs[int(meta.get("config", {}).get(role, {}).get("train", {}).get("seed", 0))] = model_dir
+    for d in sorted(model_dir.iterdir()) if model_dir.is_dir() else ():
+        m = SEED_DIR.fullmatch(d.name)
+        if m and (d / "meta.json").exists():
+            if int(m.group(1)) in runs:
+                raise MmkdError(f"{model_dir}: seed {m.group(1)} is trained twice (in {d.name}/ "
+                                "and in the folder itself); remove one of them")
+            runs[int(m.group(1))] = d
+    return dict(sorted(runs.items()))

@@ -130,11 +130,12 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
                   resume: bool = True, checkpoint_every: int = 0, in_ram: bool = False,
                   predict_progress: Callable[[int], None] | None = None,
                   teacher_id: str = TEACHER_ID, modalities: list[str] | None = None,
-                  write_features: bool = False) -> TeacherResult:
+                  write_features: bool = False, write_outputs: bool = True) -> TeacherResult:
     """Train KARMMA_T on the teacher extractors' tokens (all of data.modalities, or a subset for
     a unimodal / cross-modal teacher), keep the best epoch on `val`, and write its logits (and,
     with `write_features`, its pooled per-modality features) for every sample of every split
-    into the cache under teachers/<teacher_id>."""
+    into the cache under teachers/<teacher_id> (not with `write_outputs` False: the extra
+    seeds of a teacher trained with several, whose students distil from the first)."""
     from mmkd.cache import Cache
     from mmkd.cache.schema import check_name
 
@@ -146,7 +147,7 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
     result, _, features = _train(cache, cfg, "teacher", "teacher", mods, out_dir, device,
                                  progress, resume, checkpoint_every, in_ram, extra)
     shapes: dict[str, tuple[int, int]] = {}
-    if D.rank_world()[0] == 0:
+    if write_outputs and D.rank_world()[0] == 0:
         dev = resolve_device(device)
         best, meta = ckpt.load_model(out_dir, map_location=str(dev))
         outputs = predict_cache(best, cache, features, dev,

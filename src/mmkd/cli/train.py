@@ -18,6 +18,7 @@ from rich.table import Table
 
 from mmkd.cli import ui
 from mmkd.cli.runctx import find_run
+from mmkd.errors import MmkdError
 
 CacheOpt = Annotated[Path | None, typer.Option(
     "--cache", help="The run directory (or its cache.zarr); default: the current directory.")]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmkd.errors import MmkdError
 from mmkd.extract.extractors.base import Extractor, ExtractorSpec, register_family, register_spec
 
 
@@ -35,20 +36,22 @@ class ConvNetExtractor(Extractor):
         a = spec.arch
         conv, norm = (nn.Conv2d, nn.BatchNorm2d) if audio else (nn.Conv3d, nn.BatchNorm3d)
         widths = (1 if audio else 3, *a["widths"])
+        if widths[-1] != spec.dim:
+            raise MmkdError(f"extractor {spec.name}: the last width {widths[-1]} must be its "
+                            f"dim {spec.dim}")
         self.audio = audio
         k_time = a.get("k_time", (3,) * len(a["strides"]))
         self.stages = nn.Sequential(*(
             _stage(conv, norm, c_in, c_out, tuple(s), kt)
             for c_in, c_out, s, kt in zip(widths[:-1], widths[1:], a["strides"], k_time,
                                           strict=True)))
-        self.proj = nn.Linear(widths[-1], spec.dim) if widths[-1] != spec.dim else nn.Identity()
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.audio:
             x = self.stages(inputs["fbank"].unsqueeze(1).transpose(2, 3))  # (B, C, mel, T)
-            return self.proj(x.mean(2).transpose(1, 2))  # (B, T', D)
+            return x.mean(2).transpose(1, 2)  # (B, T', D)
         x = self.stages(inputs["frames"])  # (B, C, t, h, w)
-        return self.proj(x.flatten(2).transpose(1, 2))
+        return x.flatten(2).transpose(1, 2)
 
 
 @register_family("convnet")

@@ -1,4 +1,6 @@
-"""`mmkd demo-data`: generate the built-in demo dataset (EPIC-100 formats, synthetic kitchen)."""
+"""`mmkd demo-data`: generate the built-in demo dataset (EPIC-100 formats, synthetic kitchen), or
+with `--format custom` short stand-in clips in the custom CSV format (the "your own dataset"
+route)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import typer
 from rich.table import Table
 
 from mmkd.cli import ui
+from mmkd.errors import MmkdError
 
 
 def register(app: typer.Typer) -> None:
@@ -34,11 +37,22 @@ def demo_data(
         int | None, typer.Option(help="Processes (default: one per CPU core).")
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace a demo dataset already in --out.")] = False,
+    format_: Annotated[str, typer.Option(
+        "--format", help="epic100 (the kitchen videos) or custom (short clips + a custom CSV: "
+                         "digit glyph and motion in video, a spoken digit in audio, boxes).")
+    ] = "epic100",
+    clips: Annotated[int, typer.Option(help="--format custom: number of clips.")] = 1000,
 ) -> None:
-    """Generate a synthetic egocentric-kitchen dataset in the official EPIC-KITCHENS-100 formats."""
+    """Generate a synthetic egocentric-kitchen dataset in the official EPIC-KITCHENS-100 formats,
+    or (--format custom) stand-in clips for `mmkd manifest custom`."""
     from mmkd.datasets.demo import generate
     from mmkd.datasets.demo_plan import make_plan
 
+    if format_ == "custom":
+        _custom(out, clips, seed, force)
+        return
+    if format_ != "epic100":
+        raise MmkdError(f"--format {format_!r}: use epic100 or custom")
     command = shlex.join(
         ["mmkd", "demo-data", "--out", str(out), "--scale", scale, "--seed", str(seed)]
     )
@@ -58,3 +72,12 @@ def demo_data(
         f"next: mmkd manifest epic100 --annotations {s.out / 'annotations'} "
         f"--media-root {s.out / 'media'}"
     )
+
+
+def _custom(out: Path, clips: int, seed: int, force: bool) -> None:
+    from mmkd.datasets.signal_clips import generate
+
+    with ui.progress_bar(f"generating {clips} clips", total=clips, unit="clips") as advance:
+        csv_path = generate(out, clips, seed, overwrite=force, progress=advance)
+    ui.info(f"next: mmkd manifest custom --csv {csv_path} --classes verb={out / 'verbs.txt'} "
+            f"--classes noun={out / 'nouns.txt'} --out RUN_DIR/manifest")

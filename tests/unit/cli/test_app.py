@@ -60,10 +60,10 @@ def test_init_size_small_takes_the_demos_sizes_and_keeps_the_datasets_data(tmp_p
     assert res.exit_code == 0, res.output
     cfg, demo = C.load(tmp_path / "small" / C.CONFIG_FILE), C.run_preset("demo")
     assert cfg.data.dataset == "custom" and cfg.data.modalities == ["video", "detection"]
-    assert (cfg.clip, cfg.extract, cfg.pretrain) == (demo.clip, demo.extract, demo.pretrain)
+    assert (cfg.clip, cfg.extract) == (demo.clip, demo.extract)
     assert cfg.teacher.fusion == demo.teacher.fusion and cfg.student.train == demo.student.train
-    assert cfg.teacher.extractors["video"] == "demo_swin3d_teacher"
-    assert cfg.student.extractors["detection"] == C.SMALL_DETECTION
+    assert cfg.teacher.extractors == cfg.student.extractors == C.SMALL_EXTRACTORS
+    assert cfg.pretrain.modalities == ["video", "detection"] and cfg.pretrain.train.lr_max == 1e-3
     assert cfg.eval == C.run_preset("custom").eval  # the demo's drops video; a custom run may lack it
     paper = runner.invoke(app, ["init", str(tmp_path / "paper"), "--dataset", "custom"])
     assert paper.exit_code == 0, paper.output

@@ -23,9 +23,11 @@ from mmkd.errors import MmkdError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Which input each family reads; the modality decides the reader for "frames" (RGB or flow).
-INPUT_KINDS = {"swin3d": "frames", "swin3d_audio": "mel_windows", "ast": "fbank", "stlt": "layout"}
+INPUT_KINDS = {"swin3d": "frames", "swin3d_audio": "mel_windows", "ast": "fbank", "stlt": "layout",
+               "convnet": "frames", "convnet_audio": "fbank"}
 FAMILY_MODALITIES = {"swin3d": ("video", "flow"), "swin3d_audio": ("audio",), "ast": ("audio",),
-                     "stlt": ("detection",)}
+                     "stlt": ("detection",), "convnet": ("video", "flow"),
+                     "convnet_audio": ("audio",)}
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class ExtractorSpec:
     """Architecture, weights source and input contract of one extractor variant."""
 
     name: str
-    family: str  # swin3d | swin3d_audio | ast | stlt
+    family: str  # swin3d | swin3d_audio | ast | stlt | convnet | convnet_audio
     dim: int  # token width D
     arch: dict[str, Any] = field(default_factory=dict)  # family-specific builder arguments
     weights_source: str = ""  # where the pretrained weights come from (for --weights)
@@ -63,7 +65,10 @@ class ExtractorSpec:
         keep = {"swin3d": ("crop", "resize", "mean", "std"),
                 "swin3d_audio": ("crop", "sample_rate", "n_mels", "frame_shift_ms", "window_s"),
                 "ast": ("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
-                "stlt": ("max_objects", "vocabulary")}[self.family]
+                "stlt": ("max_objects", "vocabulary"),
+                "convnet": ("crop", "resize", "mean", "std"),
+                "convnet_audio": ("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
+                }[self.family]
         d = dataclasses.asdict(self)
         return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
 
@@ -80,6 +85,16 @@ class ExtractorSpec:
         if self.family == "ast":
             p, s = a["patch_size"], a["patch_stride"]
             return ((self.n_mels - p) // s + 1) * ((self.target_frames - p) // s + 1) + 2
+        if self.family == "convnet":  # each stride s: n -> ceil(n / s) (kernel 3, padding 1)
+            t, h = num_frames, self.crop
+            for st, sh, _ in a["strides"]:
+                t, h = math.ceil(t / st), math.ceil(h / sh)
+            return t * h * h
+        if self.family == "convnet_audio":  # one token per remaining time step
+            t = self.target_frames
+            for _, st in a["strides"]:
+                t = math.ceil(t / st)
+            return t
         return num_frames
 
 

@@ -251,7 +251,6 @@ def run_preset(dataset: str, size: str = "paper") -> RunConfig:
         small.data, small.eval = cfg.data, cfg.eval
         for role in (small.teacher, small.student):
             role.extractors = dict(SMALL_EXTRACTORS)
-        small.pretrain.modalities = list(cfg.data.modalities)
         small.pretrain.train.lr_max = 1e-3
         return small
     if dataset == "ssv2":

@@ -63,7 +63,7 @@ def test_init_size_small_takes_the_demos_sizes_and_keeps_the_datasets_data(tmp_p
     assert (cfg.clip, cfg.extract) == (demo.clip, demo.extract)
     assert cfg.teacher.fusion == demo.teacher.fusion and cfg.student.train == demo.student.train
     assert cfg.teacher.extractors == cfg.student.extractors == C.SMALL_EXTRACTORS
-    assert cfg.pretrain.modalities == ["video", "detection"] and cfg.pretrain.train.lr_max == 1e-3
+    assert cfg.pretrain.train.lr_max == 1e-3
     assert cfg.eval == C.run_preset("custom").eval  # the demo's drops video; a custom run may lack it
     paper = runner.invoke(app, ["init", str(tmp_path / "paper"), "--dataset", "custom"])
     assert paper.exit_code == 0, paper.output

@@ -149,9 +149,9 @@ def test_schedule_fields_are_validated():
 
 def test_a_train_recipe_replaces_student_train_and_the_overrides_stay_on_top():
     cfg = C.with_train_recipe(C.run_preset("demo"), "cmpt_audio_video",
-                              ["student.train.epochs=3"])
+                              ["student.train.epochs=6"])
     assert (cfg.student.train.schedule, cfg.student.train.lr_max) == ("poly", 5e-5)
-    assert cfg.student.train.epochs == 3
+    assert cfg.student.train.epochs == 6
     assert cfg.teacher.train == C.run_preset("demo").teacher.train
     with pytest.raises(MmkdError, match="--recipe cmpt_x: no such preset"):
         C.with_train_recipe(cfg, "cmpt_x")

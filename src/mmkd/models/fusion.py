@@ -117,7 +117,7 @@ class FusionModel(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Learned tokens, biases and norms are not decayed (timm convention; paper silent)."""
         return {n for n, p in self.named_parameters()
-                if p.ndim < 2 or n.endswith(("token_tokens", "modality_token", "query_Pd"))}
+                if p.ndim < 2 or n.endswith(("token_tokens", "modality_token", "query_Pd", "tokens_PD"))}
 
     def forward(self, tokens: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
                 proxies: dict[str, torch.Tensor] | None = None) -> FusionOutput:

@@ -68,6 +68,7 @@ def _student():
 def test_proxies_inside_the_ast_leave_its_tokens_as_they_were_and_feed_the_fusion():
     model = _student()
     assert list(model.encoder_proxies) == ["audio"]  # the Swin has no class token
+    assert "encoder_proxies.audio.tokens_PD" in model.no_weight_decay()
     assert model.encoder_proxies["audio"].targets == ["video", "flow"]
     tokens, present = _batch()
     tokens = {m: tokens[m] for m in ("video", "audio", "flow")}

@@ -118,6 +118,7 @@ def test_cmpt_step_is_ce_plus_lambda_align_with_dropout_selectable():
         out.proxies, out.modality_tokens, present)
     assert res.loss.item() == pytest.approx(want.item(), rel=1e-5)
     assert set(res.parts) == {"ce", "align"}
+    assert "model.proxies.query_Pd" in task.no_weight_decay()  # a learned token, as CLS
     as_cached = cls(_model(), CmptConfig(dropout=False), TrainConfig(modality_dropout=0.5), 5)
     assert as_cached.p_drop == 0.0
 

@@ -246,3 +246,38 @@ def test_finetune_each_seed_of_a_seeded_student(run_dir, tmp_path):
     with pytest.raises(MmkdError, match="seed-2: no stage-2 student"):
         invoke("finetune", "--modalities", "audio", "--from",
                str(run / "students" / "baseline-delta"), "--seeds", "2", "--cache", str(run))
+
+
+def test_cmpt_end_to_end_with_lora_and_encoder_proxies(run_dir):
+    from safetensors.torch import load_file
+
+    from mmkd.extract.extractors import create_extractor
+
+    invoke("distill", "--method", "cmpt", "--cache", str(run_dir))
+    res = invoke("finetune", "--method", "cmpt", "--modalities", "audio,video", "--epochs", "1",
+                 "--workers", "0", "--reextract", "--cache", str(run_dir))
+    out = run_dir / "students" / "cmpt-ft-audio+video"
+    text = " ".join(res.output.split())
+    ft = json.loads((out / "meta.json").read_text())["finetune"]
+    n = ft["parameters"]
+    assert 0 < n["trainable"] < n["total"]
+    assert "trainable parameters" in text and f"{n['trainable']:,} of {n['total']:,}" in text
+    assert ft["method"] == "cmpt" and ft["lora"]["rank"] == 1 and ft["lora"]["alpha"] == 1
+    assert ft["lora"]["layers"]["audio"] > 0 and ft["lora"]["layers"]["video"] > 0
+    assert ft["lora"]["encoder_proxies"] == ["audio"]  # AST: yes; the Swin: fusion-level
+    # LoRA merged: plain extractor weights; the AST's proxies beside them
+    audio = load_file(str(out / "extractors" / "audio.safetensors"))
+    assert not any("lora" in k or "base_layer" in k for k in audio)
+    create_extractor("test_ast", weights=out / "extractors" / "audio.safetensors")
+    assert (out / "extractors" / "audio.proxies.safetensors").exists()
+    assert not (out / "extractors" / "video.proxies.safetensors").exists()
+    assert "re-extracted audio/test_ast+ft-cmpt-ft-audio+video" in text
+    from mmkd.train.finetune import load_finetuned
+
+    model, _ = load_finetuned(out)
+    assert list(model.encoder_proxies) == ["audio"]
+    res = runner.invoke(app, ["finetune", "--method", "cmpt", "--modalities", "audio",
+                              "--from", str(run_dir / "students" / "karmma"),
+                              "--cache", str(run_dir)])
+    assert isinstance(res.exception, MmkdError) and "mmkd distill --method cmpt" in str(
+        res.exception)

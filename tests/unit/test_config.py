@@ -123,3 +123,36 @@ def test_load_takes_the_preset_of_the_given_dataset(tmp_path):
     extra.write_text("data:\n  dataset: ssv2\n")
     with pytest.raises(MmkdError, match="data.dataset is 'ssv2' but --dataset is 'epic100'"):
         C.load(extra, dataset="epic100")
+
+
+def test_cmpt_presets_are_table_6_of_the_paper():
+    PRESETS, TrainConfig = C.PRESETS, C.TrainConfig
+
+    av = PRESETS["cmpt_audio_video"]().train
+    assert (av.lr_max, av.epochs, av.batch_size, av.warmup_epochs) == (5e-5, 100, 4, 5)
+    assert (av.schedule, av.poly_power, av.warmup_factor) == ("poly", 0.9, 0.1)
+    assert (av.adam_eps, av.weight_decay) == (1e-8, 0.02)
+    it = PRESETS["cmpt_image_text"]().train
+    assert (it.lr_max, it.epochs, it.batch_size, it.schedule) == (1e-3, 10, 8, "poly")
+    assert TrainConfig().schedule == "cosine"  # what every other recipe keeps
+
+
+def test_schedule_fields_are_validated():
+    cfg = C.RunConfig()
+    cfg.student.train.schedule = "step"
+    cfg.student.train.warmup_factor = 0
+    with pytest.raises(ConfigError) as exc:
+        cfg.validate(extractors=False)
+    text = "\n".join(exc.value.problems)
+    assert "student.train.schedule" in text and "allowed: cosine, poly" in text
+    assert "student.train.warmup_factor" in text
+
+
+def test_a_train_recipe_replaces_student_train_and_the_overrides_stay_on_top():
+    cfg = C.with_train_recipe(C.run_preset("demo"), "cmpt_audio_video",
+                              ["student.train.epochs=6"])
+    assert (cfg.student.train.schedule, cfg.student.train.lr_max) == ("poly", 5e-5)
+    assert cfg.student.train.epochs == 6
+    assert cfg.teacher.train == C.run_preset("demo").teacher.train
+    with pytest.raises(MmkdError, match="--recipe cmpt_x: no such preset"):
+        C.with_train_recipe(cfg, "cmpt_x")

@@ -68,6 +68,10 @@ def finetune_cmd(
     seeds: Annotated[str | None, typer.Option(
         help="Fine-tune each seed of a student trained with --seeds: FROM/seed-<n> into "
              "OUT/seed-<n>, with student.train.seed = n.")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="Training method (default: the --from student's). cmpt: frozen extractors with "
+             "rank-1 LoRA and proxy tokens inside them (default --from students/cmpt).")]
+    = None,
 ) -> None:
     """Fine-tune the student extractors of MODALITIES end to end from raw media (the other
     modalities from cached tokens, targets = cached teacher logits); writes
@@ -78,7 +82,7 @@ def finetune_cmd(
 
     run = find_run(cache, (set_ or []) + flip_override(flip))
     mods = [m.strip() for m in modalities.split(",") if m.strip()]
-    base = from_ or run.dir / "students" / "karmma"
+    base = from_ or run.dir / "students" / (method or "karmma")
     wanted = parse_seeds(seeds) if seeds else None
     plan = seed_plan(run.cfg, "student",
                      run.dir / "students" / (name or default_name(base, mods)), wanted)
@@ -91,7 +95,8 @@ def finetune_cmd(
                                accum_steps=accum_steps,
                                grad_checkpointing=grad_checkpointing, workers=workers,
                                device=device, reextract=reextract,
-                               resume=not restart, checkpoint_every=checkpoint_every)
+                               resume=not restart, checkpoint_every=checkpoint_every,
+                               method=method)
         with train_progress(f"finetune {'+'.join(mods)}") as on_event, \
                 _extract_progress("re-extract") as (start, advance):
             res = finetune(run.dir, cfg, opts, progress=on_event, status=ui.info,
@@ -141,6 +146,11 @@ def _summary(res) -> None:
     if s2:
         cost += f" vs {s2:.2f} s/epoch in stage 2 from the cache ({res.s_per_epoch / s2:.1f}×)"
     info.add_row("cost", cost)
+    share = res.trainable_params / max(res.total_params, 1)
+    info.add_row("trainable parameters", f"{res.trainable_params:,} of {res.total_params:,} "
+                                         f"({share:.2%})")
+    for m, n in res.lora_layers.items():
+        info.add_row(f"{m} LoRA", f"rank 1 on {n} attention projections (base frozen)")
     if res.blocks_checkpointed:
         info.add_row("grad checkpointing", f"{res.blocks_checkpointed} blocks")
     for m, path in res.extractor_weights.items():

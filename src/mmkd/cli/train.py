@@ -171,20 +171,27 @@ def register(app: typer.Typer) -> None:
             help="karmma (KARMMA_S), baseline (CE only, no dropout, no tokens), "
                  "baseline-delta (CE + modality dropout + B5 tokens), kd (Hinton KD from the "
                  "cached teacher), dml (two students learning from each other) or mst "
-                 "(MST-Distill, three stages, for the one target modality of --modalities); "
+                 "(MST-Distill, three stages, for the one target modality of --modalities) or "
+                 "cmpt (cross-modal proxy tokens); "
                  "settings under methods.NAME in mmkd.yaml.")] = "karmma",
         modalities: Annotated[str | None, typer.Option(
             help="Comma-separated subset of data.modalities, e.g. video (KARMMA_V).")] = None,
         set_: SetOpt = None, device: DeviceOpt = None, restart: RestartOpt = False,
         checkpoint_every: EveryOpt = 0, in_ram: InRamOpt = False, seeds: SeedsOpt = None,
+        recipe: Annotated[str | None, typer.Option(
+            help="A preset's training recipe in place of student.train, e.g. cmpt_audio_video "
+                 "(CMPT's Table 6: AdamW, poly decay); --set applies on top.")] = None,
     ) -> None:
         """Train a student (or a baseline) from the student extractors' cached tokens and the
         cached teacher logits; writes RUN_DIR/students/<method>[-<modalities>]/."""
+        from mmkd import config as C
         from mmkd.train import distributed as D
         from mmkd.train.runs import parse_seeds, seed_plan
         from mmkd.train.stage2 import distill, student_dir_name
 
         run = find_run(cache, set_ or [])
+        if recipe:
+            run.cfg = C.with_train_recipe(run.cfg, recipe, set_)
         D.init_from_env()
         wanted = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else []
         mods = [m for m in run.cfg.data.modalities if m in wanted] or list(run.cfg.data.modalities)

@@ -9,6 +9,8 @@ With the `none` strategy a missing modality has no tokens at all: its key positi
 attention, its output token is reported as zeros, and it is left out of the mean of predictions
 (the mean runs over the CLS token and the modalities present in that sample). With B1 a missing
 modality contributes its single learned token, whose output is that modality's output token.
+`cmpt` masks a missing modality like `none` and puts its cross-modal proxy token (models/proxies)
+in place of its output token.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmkd.models.missing import ModalityEmbedding
+from mmkd.models.proxies import CrossModalProxies, substitute
 
 
 @dataclass
@@ -47,6 +50,7 @@ class FusionOutput:
     cls: torch.Tensor  # (B, d)
     token_valid: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B,) bool:
     # whether z_m counts in the mean of predictions (False only for a missing modality under `none`)
+    proxies: dict[str, torch.Tensor] = field(default_factory=dict)  # "t<-s" -> (B, d), `cmpt` only
 
 
 class PreNormBlock(nn.Module):
@@ -102,17 +106,23 @@ class FusionModel(nn.Module):
         self.blocks = nn.ModuleList(PreNormBlock(d, spec.n_heads, spec.attn_dropout, spec.mlp_ratio)
                                     for _ in range(spec.layers))
         self.norm = nn.LayerNorm(d)
+        self.proxies = (CrossModalProxies(self.modalities, d, spec.n_heads, spec.mlp_ratio)
+                        if spec.missing_strategy == "cmpt" else None)
         self.mlp_head = MultiHeadMLP(d, spec.mlp_hidden, spec.heads)
         self.apply(_init_weights)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.proxies is not None:
+            nn.init.trunc_normal_(self.proxies.query_Pd, std=0.02)
 
     def no_weight_decay(self) -> set[str]:
         """Learned tokens, biases and norms are not decayed (timm convention; paper silent)."""
         return {n for n, p in self.named_parameters()
-                if p.ndim < 2 or n.endswith(("token_tokens", "modality_token"))}
+                if p.ndim < 2 or n.endswith(("token_tokens", "modality_token", "query_Pd", "tokens_PD"))}
 
-    def forward(self, tokens: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
-                ) -> FusionOutput:
+    def forward(self, tokens: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
+                proxies: dict[str, torch.Tensor] | None = None) -> FusionOutput:
+        """`proxies` ("t<-s" -> (B, d)) replace the block's own proxies of those pairs (`cmpt`;
+        stage 3 computes some inside the extractors)."""
         missing = [m for m in self.modalities if m not in tokens or m not in present]
         if missing:
             raise KeyError(f"model inputs lack modality {missing}; pass every modality of "
@@ -138,13 +148,20 @@ class FusionModel(nn.Module):
             out_tokens[m] = (x_BLd[:, start:stop] * w_BK1).sum(1) / w_BK1.sum(1).clamp(min=1)
             valid[m] = keep_BK.any(1)
             start = stop
+        own: dict[str, torch.Tensor] = {}
+        if self.proxies is not None:
+            own = {**self.proxies(dict(zip(self.modalities, parts, strict=True)),
+                                  dict(zip(self.modalities, keeps, strict=True))),
+                   **(proxies or {})}
+            out_tokens, valid = substitute(out_tokens, valid, own, present)
         cls_Bd = x_BLd[:, 0]
         z_BTd = torch.stack([*out_tokens.values(), cls_Bd], dim=1)  # T = M + 1
         w_BT = torch.stack([*valid.values(), torch.ones_like(valid[self.modalities[0]])], 1)
         w_BT1 = w_BT.unsqueeze(-1).to(z_BTd.dtype)
         preds = self.mlp_head(z_BTd)
         logits = {h: (p_BTC * w_BT1).sum(1) / w_BT1.sum(1) for h, p_BTC in preds.items()}
-        return FusionOutput(logits=logits, modality_tokens=out_tokens, cls=cls_Bd, token_valid=valid)
+        return FusionOutput(logits=logits, modality_tokens=out_tokens, cls=cls_Bd, token_valid=valid,
+                            proxies=own)
 
 
 def _init_weights(module: nn.Module) -> None:

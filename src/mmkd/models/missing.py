@@ -11,6 +11,7 @@ cache holds for it (zeros, stale values, even inf/NaN) cannot reach the output.
   B4   available t_i              missing: t̆_i
   B5   available t_i + t̆ + î_i    missing: t̆ + î_i          (Eq. 6, KARMMA's choice)
   none available t_i              missing: all k positions masked out (plain modality dropout)
+  cmpt as none; the fusion block puts a cross-modal proxy token in place of the missing output
 
 B1 and none change the number of *attended* tokens; the tensor stays (B, k, d) so a batch mixes
 samples with and without the modality, and the fusion block masks the unused positions.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-STRATEGIES = ("B1", "B2", "B3", "B4", "B5", "none")
+STRATEGIES = ("B1", "B2", "B3", "B4", "B5", "none", "cmpt")
 
 
 class ModalityEmbedding(nn.Module):
@@ -45,7 +46,7 @@ class ModalityEmbedding(nn.Module):
     @property
     def masks_tokens(self) -> bool:
         """Whether this strategy ever leaves key positions out (the fusion block then masks)."""
-        return self.strategy in ("B1", "none")
+        return self.strategy in ("B1", "none", "cmpt")
 
     def forward(self, tokens_BKD: torch.Tensor, present_B: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +58,7 @@ class ModalityEmbedding(nn.Module):
         t_BKd = self.proj(tokens_BKD.masked_fill(~avail_B11, 0.0))
         keep_BK = torch.ones(B, K, dtype=torch.bool, device=t_BKd.device)
         s = self.strategy
-        if s == "none":
+        if s in ("none", "cmpt"):
             return t_BKd, keep_BK & present_B.view(B, 1)
         if s in ("B1", "B2"):
             added_d = self.modality_token

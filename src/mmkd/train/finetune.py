@@ -62,6 +62,8 @@ from mmkd.files import sha256_file, write_json, write_safetensors
 from mmkd.models import FusionModel, ModelSpec
 from mmkd.subsets import modality_subsets, subset_label
 from mmkd.train import checkpoint as ckpt
+from mmkd.train import finetune_cmpt as cmpt
+from mmkd.train.finetune_cmpt import proxy_key
 from mmkd.train.finetune_data import FinetuneBatches, RawInputs
 from mmkd.train.loop import FitResult, ProgressFn, correct_counts, masked_logits
 
@@ -103,15 +105,19 @@ class EndToEndStudent(FusionModel):
 
     In `forward(tokens, present)` a modality with an extractor may come as `RawInputs`: the
     extractor runs on the samples where it is present, its k tokens are Θ-averaged exactly as in
-    stage 1 (`theta[m]`), and the fusion block sees the token layout it was trained on."""
+    stage 1 (`theta[m]`), and the fusion block sees the token layout it was trained on.
+    `encoder_proxies` (CMPT, `finetune_cmpt`): proxy tokens that run inside those extractors;
+    `encode` leaves their outputs under `proxy_key(m)` and they replace the fusion block's
+    proxies of their pairs."""
 
     def __init__(self, spec: ModelSpec, extractors: dict[str, Extractor], theta: dict[str, int],
-                 accum_steps: int = 1):
+                 accum_steps: int = 1, encoder_proxies: nn.ModuleDict | None = None):
         super().__init__(spec)
         if accum_steps < 1:
             raise MmkdError(f"--accum-steps {accum_steps}: must be >= 1")
         self.extractors = nn.ModuleDict(extractors)
         self.theta, self.accum_steps = dict(theta), accum_steps
+        self.encoder_proxies = encoder_proxies if encoder_proxies is not None else nn.ModuleDict()
 
     def no_weight_decay(self) -> set[str]:
         return super().no_weight_decay() | {n for n, _ in self.extractors.named_parameters(
@@ -123,11 +129,23 @@ class EndToEndStudent(FusionModel):
         out = dict(tokens)
         for m in self.extractors:
             if isinstance(tokens.get(m), RawInputs):
-                out[m] = self._encode(m, tokens[m], present[m].bool())
+                x_BKD = self._encode(m, tokens[m], present[m].bool())
+                if m in self.encoder_proxies:  # the proxies lead (`_tokens`), unless none ran
+                    P, k = len(self.encoder_proxies[m].targets), self.spec.modalities[m][0]
+                    ran = x_BKD.shape[1] == P + k
+                    out[proxy_key(m)] = x_BKD[:, :P] if ran else x_BKD.new_zeros(
+                        x_BKD.shape[0], P, x_BKD.shape[2])
+                    x_BKD = x_BKD[:, P:] if ran else x_BKD
+                out[m] = x_BKD
         return out
 
     def forward(self, tokens: dict[str, Any], present: dict[str, torch.Tensor]):
-        return super().forward(self.encode(tokens, present), present)
+        enc = self.encode(tokens, present)
+        proxies = {}
+        for s, ep in self.encoder_proxies.items():
+            if proxy_key(s) in enc:
+                proxies.update(ep.project(s, enc[proxy_key(s)]))
+        return super().forward({m: enc[m] for m in self.modalities}, present, proxies or None)
 
     def _encode(self, m: str, raw: RawInputs, present_B: torch.Tensor) -> torch.Tensor:
         B, (k, dim) = present_B.shape[0], self.spec.modalities[m]
@@ -145,6 +163,11 @@ class EndToEndStudent(FusionModel):
         return sub_bKD.new_zeros(B, *sub_bKD.shape[1:]).index_copy(0, rows, sub_bKD)
 
     def _tokens(self, m: str, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        if m in self.encoder_proxies:
+            b = next(iter(inputs.values())).shape[0]
+            prefix_BPD = self.encoder_proxies[m].tokens_PD.expand(b, -1, -1)
+            tokens_BKD, proxies_BPD = self.extractors[m].forward_with_prefix(inputs, prefix_BPD)
+            return torch.cat([proxies_BPD, theta_average(tokens_BKD, self.theta[m])], 1)
         tokens_BKD = self.extractors[m](inputs)
         return theta_average(tokens_BKD, self.theta[m])
 
@@ -178,6 +201,7 @@ class FinetuneOptions:
     reextract: bool = False
     resume: bool = True
     checkpoint_every: int = 0
+    method: str | None = None  # None: the --from student's; cmpt: LoRA + encoder proxies
 
 
 @dataclass
@@ -194,6 +218,9 @@ class FinetuneResult:
     reextract: list[Any] = field(default_factory=list)  # ExtractResult per modality
     failures: Counter = field(default_factory=Counter)  # decode failures while training
     blocks_checkpointed: int = 0
+    trainable_params: int = 0  # of the task: what the optimizer updates
+    total_params: int = 0
+    lora_layers: dict[str, int] = field(default_factory=dict)  # modality -> adapted layers (cmpt)
 
 
 @dataclass(frozen=True)
@@ -253,7 +280,10 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     heads = label_heads(cache, cfg)
     device = resolve_device(opts.device)
     tcfg = finetune_recipe(cfg.student.train, opts.epochs, opts.lr_scale)
-    method_cls, method_cfg = method_class(smeta["method"], cfg)
+    method_name = opts.method or smeta["method"]
+    method_cls, method_cfg = method_class(method_name, cfg)
+    if method_name == "cmpt":
+        cmpt.check_from(student, opts.from_dir)
     splits = set(cache.splits.tolist())
     eval_split = cfg.eval.split if cfg.eval.split in splits else VAL_SPLIT
 
@@ -264,6 +294,10 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     model.load_state_dict({**student.state_dict(),
                            **{f"extractors.{m}.{k}": v for m, e in extractors.items()
                               for k, v in e.state_dict().items()}})
+    lora_layers = {}
+    if method_name == "cmpt":  # frozen encoders + rank-1 LoRA, proxy tokens inside them
+        lora_layers = {m: cmpt.add_lora(e) for m, e in model.extractors.items()}
+        model.encoder_proxies = cmpt.build_encoder_proxies(student.spec, extractors)
     blocks = sum(enable_grad_checkpointing(e) for e in extractors.values()) \
         if opts.grad_checkpointing else 0
 
@@ -287,7 +321,12 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     entries = {m: ft_entry(s.entry, run_name(out_dir)) for m, s in sources.items()}
     record = {"from": str(Path(opts.from_dir).resolve()), "from_fingerprint":
               smeta.get("fingerprint", ""), "modalities": opts.modalities, "flip": flip,
-              "sources": {m: _describe(s) for m, s in sources.items()}, "entries": entries}
+              "sources": {m: _describe(s) for m, s in sources.items()}, "entries": entries,
+              "method": method_name}
+    if lora_layers:
+        record["lora"] = {"rank": cmpt.LORA_RANK, "alpha": cmpt.LORA_ALPHA,
+                          "dropout": cmpt.LORA_DROPOUT, "layers": lora_layers,
+                          "encoder_proxies": list(model.encoder_proxies)}
     # memory/speed controls change no result, so a resume may change them
     controls = {"accum_steps": opts.accum_steps, "grad_checkpointing": opts.grad_checkpointing}
     meta = {"kind": "student", "modalities": mods,
@@ -299,6 +338,8 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
             "finetune": {**record, **controls}}
     # the peer of a two-student method (dml) starts from the same student
     task = method_cls(model, method_cfg, tcfg, cache.n, make_model=lambda: copy.deepcopy(model))
+    n_train, n_total = cmpt.trainable_parameters(task), sum(p.numel() for p in task.parameters())
+    meta["finetune"]["parameters"] = {"trainable": n_train, "total": n_total}
     say(f"fine-tuning {', '.join(opts.modalities)} end to end → {out_dir}")
     result = fit_run(task, train_b, val_b, tcfg, cfg, out_dir, meta, record, opts.device,
                      progress, opts.resume, opts.checkpoint_every)
@@ -320,7 +361,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
                                         "after": after, "s_per_epoch": s3,
                                         "stage2_s_per_epoch": s2}})
     return FinetuneResult(result, out_dir, eval_split, before, after, s3, s2, weights, entries,
-                          reextracted, train_b.failures, blocks)
+                          reextracted, train_b.failures, blocks, n_train, n_total, lora_layers)
 
 
 def default_name(from_dir: str | Path, modalities: list[str]) -> str:
@@ -410,14 +451,22 @@ def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
     if not any(k.startswith("extractors.") for k in best):
         return paths
     fusion_sd, ext_sd = split_state(best, modalities)
+    proxies_sd = {m: {k[len(f"encoder_proxies.{m}."):]: v for k, v in fusion_sd.items()
+                      if k.startswith(f"encoder_proxies.{m}.")} for m in modalities}
+    fusion_sd = {k: v for k, v in fusion_sd.items() if not k.startswith("encoder_proxies.")}
     (out_dir / EXTRACTORS_DIR).mkdir(exist_ok=True)
     for m, path in paths.items():  # extractors first: a plain best.safetensors implies them
-        write_safetensors(path, ext_sd[m], {"format": "mmkd-extractor", "modality": m})
+        write_safetensors(path, cmpt.merge_lora(ext_sd[m]),
+                          {"format": "mmkd-extractor", "modality": m})
+        if proxies_sd[m]:
+            write_safetensors(path.with_suffix(cmpt.PROXIES_SUFFIX), proxies_sd[m],
+                              {"format": "mmkd-encoder-proxies", "modality": m})
     meta = json.loads((out_dir / ckpt.META).read_text())
     fusion = FusionModel(ModelSpec(**meta["model"]))
     fusion.load_state_dict(fusion_sd)
     meta["finetune"]["extractor_weights"] = {
-        m: {"path": f"{EXTRACTORS_DIR}/{m}.safetensors", "sha256": sha256_file(p)}
+        m: {"path": f"{EXTRACTORS_DIR}/{m}.safetensors", "sha256": sha256_file(p),
+            **({"proxies": f"{EXTRACTORS_DIR}/{m}{cmpt.PROXIES_SUFFIX}"} if proxies_sd[m] else {})}
         for m, p in paths.items()}
     ckpt.save_best(out_dir, fusion, meta)
     return paths
@@ -446,10 +495,17 @@ def load_finetuned(out_dir: str | Path, map_location: str = "cpu"
             register_entry(name.split(FT_TAG, 1)[0], name, Path(src["weights"]))
         extractors[m] = create_extractor(name, weights=out_dir / ft["extractor_weights"][m]["path"])
         theta[m] = int(src["theta"])
-    model = EndToEndStudent(fusion.spec, extractors, theta)
+    from safetensors.torch import load_file
+
+    with_proxies = {m: e for m, e in extractors.items() if "proxies" in ft["extractor_weights"][m]}
+    proxies = cmpt.build_encoder_proxies(fusion.spec, with_proxies)
+    for m in proxies:
+        proxies[m].load_state_dict(load_file(str(out_dir / ft["extractor_weights"][m]["proxies"])))
+    model = EndToEndStudent(fusion.spec, extractors, theta, encoder_proxies=proxies)
     model.load_state_dict({**fusion.state_dict(),
                            **{f"extractors.{m}.{k}": v for m, e in extractors.items()
-                              for k, v in e.state_dict().items()}})
+                              for k, v in e.state_dict().items()},
+                           **{f"encoder_proxies.{k}": v for k, v in proxies.state_dict().items()}})
     return model.to(map_location).eval(), meta
 
 

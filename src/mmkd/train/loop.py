@@ -4,8 +4,9 @@ The whole step, nanoGPT style, is `_train_step` below: forward + loss by the tas
 autocast on CUDA), backward, gradient clipping, AdamW. Nothing in a step waits for the device:
 running sums and the finiteness of loss and gradient norm are kept on it and read back every
 `log_every` steps, at epoch ends and before any checkpoint is written (a non-finite step stops
-training there, agreed by all ranks, with the last good checkpoint kept). Around it: the paper's schedule (lr linearly lr_min → lr_max over `warmup_epochs`, then cosine
-back to lr_min, updated every step), validation after every epoch with the best epoch kept,
+training there, agreed by all ranks, with the last good checkpoint kept). Around it: the schedule
+of `train.schedule` (`lr_at`: KARMMA's warm-up + cosine, or CMPT's warm-up + polynomial decay),
+updated every step, validation after every epoch with the best epoch kept,
 metrics as JSONL, and an exact resume: the last checkpoint holds model, optimizer, per-rank RNG
 states and the position in the epoch, and the loader's order is a function of (seed, epoch).
 """
@@ -68,23 +69,32 @@ class FitResult:
 
 
 def lr_at(step: int, steps_per_epoch: int, cfg: TrainConfig) -> float:
-    """Linear warm-up lr_min → lr_max over warmup_epochs, then cosine back to lr_min."""
+    """`cosine` (KARMMA): linear warm-up lr_min → lr_max over warmup_epochs, then cosine back to
+    lr_min. `poly` (CMPT): warmup_factor × lr_max during the warm-up, then
+    lr_min + (lr_max - lr_min)·(1 - progress)^poly_power."""
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     total = cfg.epochs * steps_per_epoch
     if step < warmup:
+        if cfg.schedule == "poly":
+            return cfg.warmup_factor * cfg.lr_max
         return cfg.lr_min + (cfg.lr_max - cfg.lr_min) * step / warmup
     progress = (step - warmup) / max(1, total - warmup)
+    if cfg.schedule == "poly":
+        return cfg.lr_min + (cfg.lr_max - cfg.lr_min) * (1 - progress) ** cfg.poly_power
     return cfg.lr_min + 0.5 * (cfg.lr_max - cfg.lr_min) * (1 + math.cos(math.pi * progress))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over every parameter of `model` (a task: the fusion model and the method's own
-    parts), without weight decay on the names its `no_weight_decay()` lists."""
+    parts), without weight decay on the names its `no_weight_decay()` lists; frozen parameters
+    (a LoRA-adapted encoder's base weights) are left out."""
     skip = model.no_weight_decay()
-    decay = [p for n, p in model.named_parameters() if n not in skip]
-    no_decay = [p for n, p in model.named_parameters() if n in skip]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in params if n not in skip]
+    no_decay = [p for n, p in params if n in skip]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr_min)
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr_min,
+                             eps=cfg.adam_eps)
 
 
 def autocast_for(device: torch.device, precision: str):

@@ -85,6 +85,7 @@ def test_each_strategy_matches_its_equation(strategy):
         "B4": lambda: (t, tt),
         "B5": lambda: (t + mt + tt, mt + tt),
         "none": lambda: (t, torch.zeros(0, d)),
+        "cmpt": lambda: (t, torch.zeros(0, d)),  # the fusion block adds the proxy (models/proxies)
     }[strategy]()
     torch.testing.assert_close(o[0], avail)
     assert keep[0].all()

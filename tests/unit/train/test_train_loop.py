@@ -60,6 +60,28 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(100, 10, cfg) == pytest.approx(1e-5)
 
 
+def test_poly_schedule_holds_a_tenth_during_warmup_then_decays_with_power_0_9():
+    cfg = _cfg(epochs=10, warmup_epochs=5, lr_min=1e-9, lr_max=5e-5, schedule="poly",
+               poly_power=0.9, warmup_factor=0.1)
+    lrs = [lr_at(s, 4, cfg) for s in range(40)]
+    assert lrs[:20] == [pytest.approx(5e-6)] * 20  # 5 warm-up epochs at 0.1 × lr
+    assert lrs[20] == pytest.approx(5e-5)
+    assert lrs[30] == pytest.approx(1e-9 + (5e-5 - 1e-9) * 0.5 ** 0.9)
+    assert all(a > b for a, b in zip(lrs[20:39], lrs[21:40], strict=True))
+    assert lr_at(40, 4, cfg) == pytest.approx(1e-9)
+
+
+def test_optimizer_takes_eps_and_leaves_frozen_parameters_out():
+    from mmkd.train.loop import make_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    model.no_weight_decay = lambda: {"1.bias"}
+    opt = make_optimizer(model, _cfg(adam_eps=1e-7))
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 1]
+    assert all(g["eps"] == 1e-7 for g in opt.param_groups)
+
+
 def test_fit_writes_outputs_and_is_deterministic(cache, tmp_path):
     cfg = _cfg()
     runs = []

@@ -48,8 +48,23 @@ class ASTExtractor(Extractor):
             embed_layer=embed)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        x = inputs["fbank"].unsqueeze(1).transpose(2, 3)  # (B, T, mel) -> (B, 1, mel, T)
-        return self.v.forward_features(x)
+        return self.v.forward_features(_image(inputs))
+
+    def forward_with_prefix(self, inputs: dict[str, torch.Tensor], prefix_BPD: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(`forward`'s tokens, the outputs of the P prefix tokens): extra tokens placed before
+        the class token that attend to the whole sequence, while no other token attends to them,
+        so the tokens equal `forward`'s exactly (CMPT's proxy tokens)."""
+        v = self.v
+        x = v.norm_pre(v.patch_drop(v._pos_embed(v.patch_embed(_image(inputs)))))
+        P, L = prefix_BPD.shape[1], x.shape[1]
+        mask_LL = torch.ones(P + L, P + L, dtype=torch.bool, device=x.device)
+        mask_LL[P:, :P] = False
+        x = torch.cat([prefix_BPD.to(x.dtype), x], 1)
+        for blk in v.blocks:
+            x = blk(x, attn_mask=mask_LL)
+        x = v.norm(x)
+        return x[:, P:], x[:, :P]
 
     def convert_state_dict(self, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
@@ -64,6 +79,10 @@ class ASTExtractor(Extractor):
         if pos is not None and pos.shape != own.shape and n_patches > 0 and n_patches % f == 0:
             out["v.pos_embed"] = resample_pos_embed(pos, (f, n_patches // f), (f, t))
         return out
+
+
+def _image(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    return inputs["fbank"].unsqueeze(1).transpose(2, 3)  # (B, T, mel) -> (B, 1, mel, T)
 
 
 def _fit_axis(x: torch.Tensor, axis: int, size: int) -> torch.Tensor:

@@ -8,9 +8,10 @@
   kd               Hinton KD: CE + T²·KL at temperature T from one cached teacher, no dropout
   dml              deep mutual learning: two students, each CE + KL to the other, no teacher
   mst              MST-Distill: a unimodal student routed among MaskNet-specialised teachers
+  cmpt             cross-modal proxy tokens: CE + λ·alignment of each proxy to its modality's token
 """
 
-from mmkd.train.methods import baselines, dml, karmma, kd, mst, teacher  # noqa: F401  (register)
+from mmkd.train.methods import baselines, cmpt, dml, karmma, kd, mst, teacher  # noqa: F401  (register)
 from mmkd.train.methods.base import (
     BatchNeeds,
     DropoutDraws,

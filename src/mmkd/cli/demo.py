@@ -32,10 +32,10 @@ def demo(
 ) -> None:
     """Generate the demo dataset and run manifest → extract → train teacher → distill (karmma,
     baseline, baseline-delta) → eval; finished stages are skipped on a re-run."""
-    from mmkd import demo_pipeline as P
     from mmkd.cli.eval import run_eval
     from mmkd.cli.jobs import Job, run_jobs
     from mmkd.cli.runctx import find_run
+    from mmkd.demo import pipeline as P
     from mmkd.errors import MmkdError
 
     if scale not in ("tiny", "small"):

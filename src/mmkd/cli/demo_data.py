@@ -36,8 +36,8 @@ def demo_data(
     force: Annotated[bool, typer.Option(help="Replace a demo dataset already in --out.")] = False,
 ) -> None:
     """Generate a synthetic egocentric-kitchen dataset in the official EPIC-KITCHENS-100 formats."""
-    from mmkd.datasets.demo import generate
-    from mmkd.datasets.demo_plan import make_plan
+    from mmkd.demo.generate import generate
+    from mmkd.demo.plan import make_plan
 
     command = shlex.join(
         ["mmkd", "demo-data", "--out", str(out), "--scale", scale, "--seed", str(seed)]

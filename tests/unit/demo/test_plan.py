@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from mmkd.datasets.demo_annotations import ANNOTATION_COLUMNS, timestamp_cs, write_annotations
-from mmkd.datasets.demo_plan import make_plan
-from mmkd.datasets.demo_spec import NOUNS, SCALES, VERBS
+from mmkd.demo.annotations import ANNOTATION_COLUMNS, timestamp_cs, write_annotations
+from mmkd.demo.plan import make_plan
+from mmkd.demo.spec import NOUNS, SCALES, VERBS
 from mmkd.errors import MmkdError
 
 TS = re.compile(r"^\d\d:\d\d:\d\d\.\d\d$")

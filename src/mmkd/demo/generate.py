@@ -14,7 +14,7 @@
 
 so that the real manifest builder (`mmkd manifest epic100 --annotations out/annotations
 --media-root out/media`), decoders and extractors run on it unchanged. The content design
-(what each modality reveals about verb and noun) is described in `demo_spec.py`.
+(what each modality reveals about verb and noun) is described in `spec.py`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from mmkd.datasets.demo_annotations import write_annotations
-from mmkd.datasets.demo_plan import Plan, make_plan
-from mmkd.datasets.demo_spec import (
+from mmkd.demo.annotations import write_annotations
+from mmkd.demo.plan import Plan, make_plan
+from mmkd.demo.spec import (
     BOX_STRIDE,
     FLOW_STRIDE,
     HEIGHT,
@@ -40,7 +40,7 @@ from mmkd.datasets.demo_spec import (
     VERBS,
     WIDTH,
 )
-from mmkd.datasets.demo_writer import VideoResult, media_paths, read_wav, write_video
+from mmkd.demo.writer import VideoResult, media_paths, read_wav, write_video
 from mmkd.errors import MmkdError
 
 DEMO_JSON = "demo.json"

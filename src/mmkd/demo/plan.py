@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmkd.datasets.demo_spec import (
+from mmkd.demo.spec import (
     COMPATIBLE,
     FLOW_STRIDE,
     GAP_SECONDS,

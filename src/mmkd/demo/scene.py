@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from mmkd.datasets.demo_plan import Segment, Style, VideoPlan, stream
-from mmkd.datasets.demo_spec import HEIGHT, NOUNS, VERBS, WIDTH, Noun
+from mmkd.demo.plan import Segment, Style, VideoPlan, stream
+from mmkd.demo.spec import HEIGHT, NOUNS, VERBS, WIDTH, Noun
 
 _YY, _XX = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
 FLOW_NOISE_PX = 0.25  # std of the smooth error added to the exact flow (TV-L1 is not exact)

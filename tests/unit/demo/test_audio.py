@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from mmkd.datasets.demo_audio import band_noise, fast_len, synth_audio
-from mmkd.datasets.demo_plan import make_plan
+from mmkd.demo.audio import band_noise, fast_len, synth_audio
+from mmkd.demo.plan import make_plan
 
 
 def _smooth(m: int) -> bool:

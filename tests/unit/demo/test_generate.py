@@ -2,7 +2,7 @@
 
 import pytest
 
-from mmkd.datasets.demo import generate
+from mmkd.demo.generate import generate
 from mmkd.errors import MmkdError
 from mmkd.registry import datasets
 

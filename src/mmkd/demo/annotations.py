@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from mmkd.datasets.demo_plan import Plan, Segment, VideoPlan
-from mmkd.datasets.demo_spec import HEIGHT, NOUNS, VERBS, WIDTH
+from mmkd.demo.plan import Plan, Segment, VideoPlan
+from mmkd.demo.spec import HEIGHT, NOUNS, VERBS, WIDTH
 
 ANNOTATION_COLUMNS = (
     "narration_id",

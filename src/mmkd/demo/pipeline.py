@@ -53,7 +53,7 @@ class DemoPaths:
 
 def data_ready(p: DemoPaths) -> bool:
     """Whether `data/demo.json` records a finished dataset of the same scale and seed."""
-    from mmkd.datasets.demo import DEMO_JSON
+    from mmkd.demo.generate import DEMO_JSON
 
     info = p.data / DEMO_JSON
     if not info.exists():
@@ -65,7 +65,7 @@ def data_ready(p: DemoPaths) -> bool:
 def generate_data(p: DemoPaths, progress: Callable[[int], None] | None = None,
                   workers: int | None = None) -> tuple[bool, str]:
     """The built-in dataset; skipped when it is already there (`data_ready`)."""
-    from mmkd.datasets.demo import generate
+    from mmkd.demo.generate import generate
 
     if data_ready(p):
         return False, f"{p.data} ({p.scale}, seed {p.seed}) already generated"
@@ -76,7 +76,7 @@ def generate_data(p: DemoPaths, progress: Callable[[int], None] | None = None,
 
 
 def n_videos(p: DemoPaths) -> int:
-    from mmkd.datasets.demo_plan import make_plan
+    from mmkd.demo.plan import make_plan
 
     return len(make_plan(p.scale, p.seed).videos)
 

@@ -5,9 +5,9 @@ import json
 import av
 import numpy as np
 
-from mmkd.datasets.demo_plan import make_plan
-from mmkd.datasets.demo_scene import VideoScene
-from mmkd.datasets.demo_writer import media_paths, write_video
+from mmkd.demo.plan import make_plan
+from mmkd.demo.scene import VideoScene
+from mmkd.demo.writer import media_paths, write_video
 
 
 def _decoded(path):

@@ -15,10 +15,10 @@ import av
 import cv2
 import numpy as np
 
-from mmkd.datasets.demo_audio import synth_audio
-from mmkd.datasets.demo_plan import Style, VideoPlan, stream
-from mmkd.datasets.demo_scene import FrameState, VideoScene, boxes, flow_between
-from mmkd.datasets.demo_spec import (
+from mmkd.demo.audio import synth_audio
+from mmkd.demo.plan import Style, VideoPlan, stream
+from mmkd.demo.scene import FrameState, VideoScene, boxes, flow_between
+from mmkd.demo.spec import (
     BOX_STRIDE,
     FLOW_JPEG_QUALITY,
     HEIGHT,

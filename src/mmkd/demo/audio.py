@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmkd.datasets.demo_plan import Segment, Style, VideoPlan, stream
-from mmkd.datasets.demo_spec import NOUNS, SAMPLE_RATE, VERBS, Noun
+from mmkd.demo.plan import Segment, Style, VideoPlan, stream
+from mmkd.demo.spec import NOUNS, SAMPLE_RATE, VERBS, Noun
 
 SR = SAMPLE_RATE
 QUIET_SHARE = 0.4  # actions whose sound is below the room noise

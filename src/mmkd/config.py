@@ -412,17 +412,15 @@ def save(cfg: RunConfig, path: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------- validation
 def known_datasets() -> list[str]:
-    """Dataset names from the one registry (importing the package registers them)."""
-    import mmkd.datasets  # noqa: F401
+    """Dataset names from the one registry (its lookup imports the builders)."""
     from mmkd.registry import datasets
 
     return datasets.list()
 
 
 def known_extractors() -> list[str]:
-    """Extractor names from the one registry; imported late because the extractors import
+    """Extractor names from the one registry; asked late because the extractors import
     torch (a few seconds), which reading a config alone does not need."""
-    import mmkd.extract.extractors  # noqa: F401
     from mmkd.registry import extractors
 
     return extractors.list()
@@ -430,8 +428,7 @@ def known_extractors() -> list[str]:
 
 def method_problems(cfg: RunConfig) -> list[str]:
     """What is wrong in `methods.<name>` (unknown method, field, type, a negative loss weight):
-    each method's typed config lives with the method, imported late like the extractors."""
-    import mmkd.train.methods  # noqa: F401
+    each method's typed config lives with the method, which the registry imports on lookup."""
     from mmkd.registry import methods
 
     out = []

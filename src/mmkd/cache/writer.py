@@ -133,7 +133,7 @@ class FeatureWriter:
             "extractor": extractor, **provenance, "modality": modality, "theta": self.theta,
             "dim": self.dim, "dtype": S.TOKENS_DTYPE, "schema_version": S.SCHEMA_VERSION,
             "manifest_hash": cache.manifest_hash})
-        cache._ensure_feature_group(modality, extractor, self.provenance)
+        cache.ensure_feature_group(modality, extractor, self.provenance)
         S.check_provenance(
             f"{cache.group_path(modality, extractor)}", cache.feature_provenance(modality, extractor),
             self.provenance, fix="these features were extracted with other settings: extract "

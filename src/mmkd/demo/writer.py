@@ -15,6 +15,7 @@ import av
 import cv2
 import numpy as np
 
+from mmkd.datasets.flow_format import quantize
 from mmkd.demo.audio import synth_audio
 from mmkd.demo.plan import Style, VideoPlan, stream
 from mmkd.demo.scene import FrameState, VideoScene, boxes, flow_between
@@ -26,7 +27,6 @@ from mmkd.demo.spec import (
     SAMPLE_RATE,
     WIDTH,
 )
-from mmkd.flow.quantize import quantize
 
 FRAME = "frame_{:010d}.jpg"
 

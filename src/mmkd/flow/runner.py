@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 
 from mmkd.datasets import manifest as M
+from mmkd.datasets.flow_format import BOUND
 from mmkd.errors import MmkdError
 from mmkd.flow import io
 from mmkd.flow.decode import FlowSourceError, count_frames, iter_frames, template_glob
 from mmkd.flow.methods import FlowMethod, FlowSpec, create_method
-from mmkd.flow.quantize import BOUND
 
 DONE_MARKER = "mmkd_flow.json"
 Progress = Callable[[int], None]

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mmkd.flow.quantize import dequantize
+from mmkd.datasets.flow_format import dequantize
 
 
 def _rows(root, split):

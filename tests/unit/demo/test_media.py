@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
+from mmkd.datasets.flow_format import dequantize
 from mmkd.demo.plan import make_plan
 from mmkd.demo.scene import VideoScene, flow_between
-from mmkd.flow.quantize import dequantize
 
 FRAME_RE = re.compile(r"^(P\d+_\d+)/frame_(\d{10})\.jpg$")
 

@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 import torch
 
+from mmkd.datasets.flow_format import quantize
 from mmkd.datasets.manifest import ManifestMeta, Sample, write_manifest
 from mmkd.extract.extractors import get_spec
 from mmkd.extract.readers.detection import VOCABULARIES, random_layout
-from mmkd.flow.quantize import quantize
 
 TEMPLATE = "frame_%010d.jpg"
 

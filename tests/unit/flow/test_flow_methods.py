@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from mmkd.datasets.flow_format import dequantize, quantize
 from mmkd.errors import MmkdError
 from mmkd.flow.methods import FlowSpec, create_method, load_raft
-from mmkd.flow.quantize import dequantize, quantize
 from mmkd.flow.synthetic import affine_pair, endpoint_error
 
 EPE_BOUND = {"tvl1": 0.10, "dis": 0.25}

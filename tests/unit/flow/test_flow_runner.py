@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 
 from mmkd.datasets import manifest as M
+from mmkd.datasets.flow_format import dequantize
 from mmkd.flow import io
 from mmkd.flow.methods import FlowSpec
-from mmkd.flow.quantize import dequantize
 from mmkd.flow.runner import (
     DONE_MARKER,
     FlowJob,

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmkd.datasets.flow_format import BOUND, STEP, ZERO, dequantize, quantize
 from mmkd.flow import io
 from mmkd.flow.methods import FlowSpec, create_method
-from mmkd.flow.quantize import BOUND, STEP, ZERO, dequantize, quantize
 from mmkd.flow.synthetic import affine_pair
 
 # quantize -> JPEG (quality 95) -> dequantize, per component, for flow inside ±BOUND. Measured on

@@ -1,5 +1,8 @@
 """EPIC's flow quantization: the ONE implementation every mmkd module uses.
 
+It lives with the dataset formats, below `mmkd.flow` (which writes it), the flow reader of
+`mmkd.extract` (which reads it) and the demo, so none of them imports another for it.
+
 EPIC-KITCHENS ships TV-L1 flow as 8-bit JPEGs written by `dense_flow`: each component clipped to
 ±BOUND px and mapped linearly onto 0..255 with `cvRound(255 * (f + BOUND) / (2 * BOUND))`, so zero
 motion becomes 128 (127.5 rounds half to even). `quantize` reproduces that byte for byte, so flow

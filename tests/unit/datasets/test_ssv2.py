@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmkd.datasets import ssv2
-from mmkd.datasets.boxes import read_boxes
+from mmkd.datasets.box_store import read_boxes
 from mmkd.datasets.manifest import read_all
 from mmkd.errors import MmkdError
 from mmkd.registry import datasets

@@ -1,7 +1,7 @@
 """Typed run configuration: dataclasses, presets as functions, YAML + `--set` overrides, validate().
 
 A run directory holds one `mmkd.yaml` (a `RunConfig`). Presets are plain functions (no YAML
-inheritance): `epic100_teacher()` etc. return the paper's values from METHOD.md, `demo_*()` the
+inheritance): `epic100_teacher()` etc. return the paper's values, `demo_*()` the
 built-in dataset's. Overrides apply on top (`--set student.train.lr_max=2e-4`) and `validate()`
 reports every problem at once.
 """
@@ -62,7 +62,7 @@ class ExtractConfig:
 
 @dataclass
 class FusionConfig:
-    """Fusion block + MH-MLP (METHOD.md §2)."""
+    """Fusion block + MH-MLP."""
 
     width: int = 768  # d
     layers: int = 2  # l
@@ -74,7 +74,7 @@ class FusionConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation recipe (METHOD.md §4); a method's loss weights are in its own config."""
+    """Optimisation recipe; a method's loss weights are in its own config."""
 
     epochs: int = 100
     batch_size: int = 32
@@ -209,16 +209,6 @@ def demo_student() -> RecipeConfig:
         train=TrainConfig(epochs=40, batch_size=16, lr_min=1e-5, lr_max=1e-3, warmup_epochs=2,
                           weight_decay=0.01, grad_clip=2.0, modality_dropout=0.5),
     )
-
-
-PRESETS = {
-    "epic100_teacher": epic100_teacher,
-    "epic100_student": epic100_student,
-    "ssv2_teacher": ssv2_teacher,
-    "ssv2_student": ssv2_student,
-    "demo_teacher": demo_teacher,
-    "demo_student": demo_student,
-}
 
 
 def run_preset(dataset: str) -> RunConfig:

@@ -55,7 +55,8 @@ def run_dir(tmp_path_factory) -> Path:
             "teacher.train.epochs=1", "student.train.epochs=1", "student.train.batch_size=2",
             "teacher.train.batch_size=2", "student.train.warmup_epochs=0",
             "teacher.train.warmup_epochs=0"]
-    extractors = root / "extractors.yaml"  # --set cannot add dict keys: new entries via YAML
+    # A YAML `extractors` mapping replaces the preset's whole (flow left out); --set only adds keys
+    extractors = root / "extractors.yaml"
     extractors.write_text(yaml.safe_dump({
         "data": {"dataset": "demo"},
         "teacher": {"extractors": {"video": "test_swin3d", "audio": "test_swin3d_audio",

@@ -10,7 +10,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from mmkd.cli.app import app
-from mmkd.datasets import manifest as M
+from mmkd.datasets.manifest import ManifestMeta, Sample, write_manifest
 from mmkd.errors import MmkdError
 from mmkd.flow import io
 from mmkd.flow.synthetic import translating_frames, write_video
@@ -31,15 +31,15 @@ def _manifest(tmp_path: Path, broken: bool) -> Path:
     (media / "P03" / "P03_01.mp4").write_bytes(b"\x00not a video")
 
     def sample(vid, media_):
-        return M.Sample(sample_id=f"{vid}_0", video_id=vid, split="val", labels={"verb": 0},
+        return Sample(sample_id=f"{vid}_0", video_id=vid, split="val", labels={"verb": 0},
                         participant=vid[:3], media=media_)
 
     samples = [sample("P01_01", {"rgb": {"dir": "P01/rgb_frames/P01_01"}}),
                sample("P02_101", {"video": {"path": "P02/P02_101.mp4"}})]
     if broken:
         samples.append(sample("P03_01", {"video": {"path": "P03/P03_01.mp4"}}))
-    meta = M.ManifestMeta(dataset="custom", heads={"verb": 1}, media_root=str(media))
-    return M.write_manifest(tmp_path / "manifest", meta, {"val": samples})
+    meta = ManifestMeta(dataset="custom", heads={"verb": 1}, media_root=str(media))
+    return write_manifest(tmp_path / "manifest", meta, {"val": samples})
 
 
 def _count(d: Path) -> int:

@@ -1,6 +1,6 @@
 """The training-time reader: the Zarr v3 sharding format read directly, not through zarr-python.
 
-Why: zarr-python spends 0.45–0.85 ms of CPU per chunk (PERFORMANCE.md) while copying one
+Why: zarr-python spends 0.45–0.85 ms of CPU per chunk while copying one
 sample's 600 KB takes ~0.05 ms, so its read API reaches 2–9% of the hardware. A shard file
 (`sharding_indexed`, index at the end) is the inner chunks' bytes followed by an index of
 (offset, nbytes) uint64 pairs and its crc32c; we map each shard file once, check its index,

@@ -175,9 +175,6 @@ class FeatureWriter:
             todo |= np.array(failure, dtype=str) != ""
         return (unit.start + np.flatnonzero(todo)).astype(np.int64)
 
-    def done_count(self) -> int:
-        return int(np.count_nonzero(self._arrays["done"][:]))
-
     # ------------------------------------------------------------------ buffering
     def _buffer(self, unit: WorkUnit) -> _UnitBuffer:
         buf = self._buffers.get(unit.id)

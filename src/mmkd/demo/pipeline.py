@@ -197,7 +197,7 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
 
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:
-    """The demo's questions answered from the measured tables (issue 7, point 5), as sentences."""
+    """The demo's questions answered from the measured tables, as sentences."""
     from mmkd.eval.reports import read_table
 
     subsets = read_table(reports_dir / f"subsets_{metric}.json")

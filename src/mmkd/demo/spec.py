@@ -1,7 +1,7 @@
 """What the demo dataset contains: classes, how each one looks, moves and sounds, and the scales.
 
 The content is designed so that every modality carries partial, overlapping evidence, as in
-egocentric kitchens (issue 2, point 7):
+egocentric kitchens:
 
 - a verb is a motion pattern of the object and the hand (`Verb.motion`): it is visible in the
   video, dominates the flow field, and shapes the box trajectories; it also sets the temporal

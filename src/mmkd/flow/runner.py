@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mmkd.datasets import manifest as M
+from mmkd.datasets import manifest
 from mmkd.datasets.flow_format import BOUND
 from mmkd.errors import MmkdError
 from mmkd.flow import io
@@ -90,7 +90,7 @@ class FlowSummary:
 def plan_manifest(manifest_dir: Path, out: Path) -> tuple[list[FlowJob], list[JobResult]]:
     """One job per video of a manifest (not per segment), in manifest order; videos whose
     records name no media come back as failures instead of jobs."""
-    meta, samples = M.read_all(manifest_dir)
+    meta, samples = manifest.read_all(manifest_dir)
     jobs: dict[str, FlowJob] = {}
     failures: dict[str, JobResult] = {}
     for s in samples:
@@ -113,7 +113,7 @@ def plan_manifest(manifest_dir: Path, out: Path) -> tuple[list[FlowJob], list[Jo
                 "media.rgb.dir; rebuild it with the media root set"))
             continue
         base = out / s.participant if s.participant else out
-        jobs[s.video_id] = FlowJob(s.video_id, str(M.resolve(meta, rel, manifest_dir)), kind,
+        jobs[s.video_id] = FlowJob(s.video_id, str(manifest.resolve(meta, rel, manifest_dir)), kind,
                                    str(base / "flow_frames" / s.video_id), pattern)
     return list(jobs.values()), list(failures.values())
 

@@ -1,6 +1,6 @@
 """Teacher and student builders (registered in `mmkd.registry.models`).
 
-Both roles share one architecture (METHOD.md §2); they differ in the FusionConfig of their
+Both roles share one architecture; they differ in the FusionConfig of their
 RecipeConfig (teacher d=768, l=2, attention dropout 0.3; student d=384, l=1) and in the token
 shapes of their extractors, which the caller reads from the cache (`features`: modality ->
 (Θ, D)). Only the fusion-config fields named in `FusionFields` are read, so this module needs

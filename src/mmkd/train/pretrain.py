@@ -142,8 +142,9 @@ def decode_split(samples: list[Sample], indices: np.ndarray, build: InputBuilder
 
 class ClipBatches:
     """Minibatches for `fit` from a manifest split: {index, tokens: {modality: RawInputs},
-    present, labels}; the order is a function of (seed, epoch), the last partial batch of a
-    shuffled split is dropped (as `CacheBatches` does)."""
+    present, labels}; the order is a function of (seed, epoch). The last partial batch of a
+    shuffled (training) split is dropped, that of an unshuffled one kept; `CacheBatches` as the
+    training loop builds it keeps both."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, indices: np.ndarray,
                  labels: dict[str, np.ndarray], modality: str, batch_size: int, shuffle: bool,

@@ -3,7 +3,7 @@ import sys
 import pytest
 import torch
 
-from mmkd.eval import efficiency as E
+from mmkd.eval import efficiency
 from mmkd.eval.ablations import fusion_gflops
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux-only")
@@ -14,15 +14,15 @@ EXTRACTORS = {"video": "test_swin3d", "flow": "test_swin3d", "audio": "test_ast"
 
 
 def _cfg(subset, role="student"):
-    return E.CostConfig(role=role, label=role, extractors=EXTRACTORS, fusion=FUSION,
+    return efficiency.CostConfig(role=role, label=role, extractors=EXTRACTORS, fusion=FUSION,
                         heads={"verb": 3, "noun": 4}, subset=subset, theta=8, num_frames=4)
 
 
 def test_only_present_extractors_run_and_count():
     torch.set_num_threads(1)
-    v = E.measure(_cfg(["video"]))
-    vf = E.measure(_cfg(["video", "flow"]))
-    model, _, params = E.build_pipeline(_cfg(["video"]))
+    v = efficiency.measure(_cfg(["video"]))
+    vf = efficiency.measure(_cfg(["video", "flow"]))
+    model, _, params = efficiency.build_pipeline(_cfg(["video"]))
     fusion = model.fusion
     shapes = {m: tuple(s) for m, s in fusion.spec.modalities.items()}
     ext_params = sum(p.numel() for p in model.extractors.parameters())
@@ -37,7 +37,7 @@ def test_only_present_extractors_run_and_count():
 
 def test_subprocess_measurement_and_reuse_of_identical_subsets():
     configs = [_cfg(["video"]), _cfg(["flow"])]
-    results = E.measure_all(configs)
+    results = efficiency.measure_all(configs)
     (c1, cost1, reused1), (c2, cost2, reused2) = results
     assert reused1 == "" and reused2 == "V"  # flow runs the same extractor as video
     assert cost1 == cost2
@@ -48,8 +48,8 @@ def test_subprocess_measurement_and_reuse_of_identical_subsets():
 def test_example_inputs_follow_the_contracts():
     from mmkd.extract.extractors import get_spec
 
-    x = E.example_inputs(get_spec("test_ast"), 4, 2, "cpu")
+    x = efficiency.example_inputs(get_spec("test_ast"), 4, 2, "cpu")
     assert x["fbank"].shape == (2, 48, 32)
-    x = E.example_inputs(get_spec("test_stlt"), 5, 1, "cpu")
+    x = efficiency.example_inputs(get_spec("test_stlt"), 5, 1, "cpu")
     # 5 frames + the extract frame; 4 boxes + the [CLS] box; no padding slot in sampled frames
     assert x["boxes"].shape == (1, 6, 5, 4) and x["categories"][:, :5].min() >= 1

@@ -6,8 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mmkd.datasets import manifest as M
 from mmkd.datasets.flow_format import dequantize
+from mmkd.datasets.manifest import ManifestMeta, Sample, write_manifest
 from mmkd.flow import io
 from mmkd.flow.methods import FlowSpec
 from mmkd.flow.runner import (
@@ -92,15 +92,15 @@ def _manifest(tmp_path: Path) -> Path:
     write_video(media / "P02" / "videos" / "P02_03.mp4", translating_frames(6, 64, 96, STEP_PX))
 
     def sample(sid, vid, part, media_):
-        return M.Sample(sample_id=sid, video_id=vid, split="train", labels={"verb": 0},
+        return Sample(sample_id=sid, video_id=vid, split="train", labels={"verb": 0},
                         participant=part, media=media_)
 
     rgb = {"rgb": {"dir": "P01/rgb_frames/P01_01", "template": "frame_%010d.jpg"}}
     vid = {"video": {"path": "P02/videos/P02_03.mp4"}}
     samples = [sample("P01_01_0", "P01_01", "P01", rgb), sample("P02_03_0", "P02_03", "P02", vid),
                sample("P01_01_1", "P01_01", "P01", rgb), sample("x_0", "x", None, {})]
-    meta = M.ManifestMeta(dataset="custom", heads={"verb": 1}, media_root="../media")
-    return M.write_manifest(tmp_path / "manifest", meta, {"train": samples})
+    meta = ManifestMeta(dataset="custom", heads={"verb": 1}, media_root="../media")
+    return write_manifest(tmp_path / "manifest", meta, {"train": samples})
 
 
 def test_plan_manifest_one_job_per_video(tmp_path):

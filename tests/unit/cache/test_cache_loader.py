@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from cache_fill import DIM, HEADS, PROVENANCE, THETA, fill_unit, make_cache
 
+from helpers.cache_fill import DIM, HEADS, PROVENANCE, THETA, fill_unit, make_cache
 from mmkd.cache import Cache
 from mmkd.cache.loader import BatchNeeds, CacheBatches
 from mmkd.errors import MmkdError

@@ -5,16 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cache_fill
 import cloudpickle
 import pytest
-from cache_fill import DIM, PROVENANCE, THETA, fill_all, fill_unit, make_cache, store_bytes
 
+from helpers import cache_fill
+from helpers.cache_fill import DIM, PROVENANCE, THETA, fill_all, fill_unit, make_cache, store_bytes
 from mmkd.cache import Cache
 from mmkd.cache.scaleout import run_units
 from mmkd.errors import MmkdError
 
-HERE = Path(__file__).parent
+FILL_SCRIPT = Path(cache_fill.__file__)  # run as a script: one racing writer process
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def reference(tmp_path):
 
 def test_two_processes_sharding_one_store_match_single_process(tmp_path, reference):
     path = tmp_path / "sharded" / "cache.zarr"
-    procs = [subprocess.Popen([sys.executable, str(HERE / "cache_fill.py"), str(path), "0",
+    procs = [subprocess.Popen([sys.executable, str(FILL_SCRIPT), str(path), "0",
                                f"{i}/2"], stdout=subprocess.PIPE, text=True) for i in range(2)]
     # both create the store and the feature group at once: creation must be race-free
     outs = [p.communicate(timeout=60)[0] for p in procs]

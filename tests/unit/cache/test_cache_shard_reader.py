@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from cache_fill import DIM, PROVENANCE, THETA, fill_unit, make_cache
 
+from helpers.cache_fill import DIM, PROVENANCE, THETA, fill_unit, make_cache
 from mmkd.cache import Cache, shard_reader
 from mmkd.cache.shard_format import aligned_empty
 from mmkd.cache.shard_reader import ShardChecksumError, ShardIndexError

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from cache_fill import DIM, HEADS, PROVENANCE, THETA, make_cache, samples
 
+from helpers.cache_fill import DIM, HEADS, PROVENANCE, THETA, make_cache, samples
 from mmkd.cache import Cache, ProvenanceError
 from mmkd.datasets.manifest import manifest_hash
 from mmkd.errors import MmkdError

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cache_fill import (
+
+from helpers import cache_fill
+from helpers.cache_fill import (
     DIM,
     PROVENANCE,
     THETA,
@@ -18,11 +20,10 @@ from cache_fill import (
     sample_tokens,
     store_bytes,
 )
-
 from mmkd.cache import Cache, parse_shard
 from mmkd.errors import MmkdError
 
-HERE = Path(__file__).parent
+FILL_SCRIPT = Path(cache_fill.__file__)  # run as a script: one racing writer process
 
 
 def test_units_are_shard_aligned_and_split_between_workers(tmp_path):
@@ -86,7 +87,7 @@ def test_resume_after_sigkill_is_identical_to_uninterrupted_run(tmp_path):
 
     path = tmp_path / "killed" / "cache.zarr"
     make_cache(path, n=23, shard_size=4)
-    script = HERE / "cache_fill.py"
+    script = FILL_SCRIPT
     proc = subprocess.Popen([sys.executable, str(script), str(path), "0.05"],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("unit 0 done")

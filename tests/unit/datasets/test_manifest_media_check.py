@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from test_epic100_fixture_format import write_epic
 
+from helpers import extract_media as em
 from mmkd.datasets import epic100
 from mmkd.datasets.manifest import ManifestMeta, Sample, media_path, read_all
 from mmkd.datasets.media_check import check_media
@@ -24,10 +24,6 @@ def _touch(path, data: bytes = JPEG):
     path.write_bytes(data)
 
 
-_spec = importlib.util.spec_from_file_location(
-    "extract_media", Path(__file__).parents[1] / "extract" / "extract_media.py")
-em = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(em)
 
 
 def test_epic_media_rows(tmp_path):

@@ -17,9 +17,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
-from train_cache_fixture import TEACHER, build_cache
 
 import mmkd.train  # noqa: F401
+from helpers.train_cache import TEACHER, build_cache
 from mmkd.cache import Cache
 from mmkd.cache.loader import CacheBatches
 from mmkd.config import TrainConfig, demo_teacher

@@ -6,9 +6,9 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from train_cache_fixture import TEACHER, build_cache
 
 import mmkd.train  # noqa: F401  (registers methods and builders)
+from helpers.train_cache import TEACHER, build_cache
 from mmkd.cache.loader import CacheBatches
 from mmkd.config import TrainConfig, demo_teacher
 from mmkd.errors import MmkdError

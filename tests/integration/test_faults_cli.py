@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from helpers import extract_media as em
-from helpers.epic_csv import epic_annotations
+from helpers.epic_csv import pruning_epic
 from helpers.train_cache import TEACHER, build_cache
 from mmkd.cli import ui
 from mmkd.cli.app import main
@@ -56,7 +56,7 @@ def mmkd(capsys, monkeypatch):
 
 
 def test_non_utf8_csv_is_one_line_with_file_and_line(tmp_path, mmkd):
-    ann = epic_annotations(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     csv = ann / "EPIC_100_train.csv"
     lines = csv.read_bytes().split(b"\n")
     lines[3] = lines[3].replace(b"open ", b"caf\xe9 ", 1)  # a Latin-1 byte on line 4
@@ -82,7 +82,7 @@ def test_config_file_missing_not_utf8_or_not_a_mapping(tmp_path, mmkd):
 
 @needs_unwritable
 def test_unwritable_output_folders(tmp_path, mmkd):
-    ann = epic_annotations(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     for args in (["init", UNWRITABLE / "run", "--dataset", "demo"],
                  ["manifest", "epic100", "--annotations", ann, "--out", UNWRITABLE / "m"],
                  ["demo-data", "--out", UNWRITABLE / "d", "--scale", "tiny", "--workers", "1"]):

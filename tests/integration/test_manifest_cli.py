@@ -11,15 +11,15 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from helpers.epic_csv import COLUMNS, epic_annotations, write_csv
+from helpers.epic_csv import HEADER, pruning_epic, write_csv
 from mmkd.cli.app import app
 from mmkd.datasets.manifest import read_all
 
 
 def test_epic100_through_the_cli(tmp_path):
-    ann = epic_annotations(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     rows = list(csv.reader(open(ann / "EPIC_100_validation.csv")))
-    rows[1][COLUMNS.index("verb")] = "bring-into"  # a text outside its class: listed, kept
+    rows[1][HEADER.index("verb")] = "bring-into"  # a text outside its class: listed, kept
     write_csv(ann / "EPIC_100_validation.csv", rows[0], rows[1:])
     media = tmp_path / "media"
     (media / "P01" / "videos").mkdir(parents=True)
@@ -50,7 +50,7 @@ def test_epic100_through_the_cli(tmp_path):
 
 
 def test_bad_input_is_one_red_line_and_exit_2(tmp_path):
-    ann = epic_annotations(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     rows = list(csv.reader(open(ann / "EPIC_100_train.csv")))
     rows[5][4] = "00:00:1.5"
     write_csv(ann / "EPIC_100_train.csv", rows[0], rows[1:])

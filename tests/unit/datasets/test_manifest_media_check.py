@@ -9,9 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from test_epic100_fixture_format import write_epic
 
 from helpers import extract_media as em
+from helpers.epic_csv import write_epic
 from mmkd.datasets import epic100
 from mmkd.datasets.manifest import ManifestMeta, Sample, media_path, read_all
 from mmkd.datasets.media_check import check_media

@@ -1,7 +1,6 @@
-"""The demo files have the formats of the real excerpts in ../shared/samples (skipped without them).
+"""The demo files have the formats of the real excerpts in tests/fixtures/samples.
 
-The project never depends on that folder; this test only checks, where it exists, that the
-generator's formats did not drift from the real files'.
+It checks that the generator's formats did not drift from the real files'.
 """
 
 import ast
@@ -13,8 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "samples"
-pytestmark = pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"{SAMPLES} not present")
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "samples"
 
 PATTERNS = {  # column -> how every value looks in the real file
     "narration_timestamp": r"\d\d:\d\d:\d\d\.\d{3}",

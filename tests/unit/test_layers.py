@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "mmkd"
 # Lowest first: a room may import its own layer's and lower layers' rooms, never a higher one.
 LAYERS = [
     {"errors", "files", "registry", "__init__"},
-    {"config", "subsets", "models"},
+    {"config", "subsets", "models", "rundir"},
     {"datasets"},
     {"cache", "flow"},
     {"extract"},

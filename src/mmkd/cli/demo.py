@@ -34,9 +34,9 @@ def demo(
     baseline, baseline-delta) → eval; finished stages are skipped on a re-run."""
     from mmkd.cli.eval import run_eval
     from mmkd.cli.jobs import Job, run_jobs
-    from mmkd.cli.runctx import find_run
     from mmkd.demo import pipeline as P
     from mmkd.errors import MmkdError
+    from mmkd.rundir import find_run
 
     if scale not in ("tiny", "small"):
         raise MmkdError(f"--scale {scale!r}: use tiny or small")

@@ -19,8 +19,8 @@ import typer
 from rich.table import Table
 
 from mmkd.cli import ui
-from mmkd.cli.runctx import find_run
 from mmkd.errors import MmkdError
+from mmkd.rundir import find_run
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,5 @@
-"""Finding the run directory and its resolved config, so commands need no repeated arguments."""
+"""The run directory's layout and finding it with its resolved config, so commands need no
+repeated arguments: the one place that knows where a run keeps its cache and reports."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ from pathlib import Path
 from mmkd import config as C
 from mmkd.errors import MmkdError
 
+CACHE = "cache.zarr"  # the run's feature cache, next to its config
+
+
+def cache_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CACHE
+
 
 @dataclass
 class Run:
@@ -16,7 +23,7 @@ class Run:
 
     @property
     def cache_path(self) -> Path:
-        return self.dir / "cache.zarr"
+        return cache_path(self.dir)
 
     @property
     def manifest_dir(self) -> Path:

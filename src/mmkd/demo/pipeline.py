@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmkd import config as C
+from mmkd import rundir
 from mmkd.errors import MmkdError
 
 STUDENT_METHODS = ("karmma", "baseline", "baseline-delta")
@@ -159,7 +160,7 @@ def extract(p: DemoPaths, cfg: C.RunConfig, target: ExtractTarget, report: Any) 
     weights = getattr(cfg, target.role).weights.get(target.modality) or None
     if weights and not Path(weights).is_absolute():
         weights = str(p.run / weights)
-    job = ExtractJob(cache_path=str(p.run / "cache.zarr"), manifest_dir=str(p.manifest),
+    job = ExtractJob(cache_path=str(rundir.cache_path(p.run)), manifest_dir=str(p.manifest),
                      modality=target.modality, extractor=target.extractor, weights=weights,
                      random_init=weights is None, theta=ex.theta, batch_size=ex.batch_size,
                      workers=0, device=ex.device, strict=ex.strict,
@@ -188,11 +189,11 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, report: Any) -> Any:
     from mmkd.train.stage2 import distill, train_teacher
 
     if name == "teacher":
-        return train_teacher(p.run / "cache.zarr", cfg, p.run / "teacher", device="cpu",
+        return train_teacher(rundir.cache_path(p.run), cfg, p.run / "teacher", device="cpu",
                              progress=report.event)
     if name not in STUDENT_METHODS:
         raise MmkdError(f"demo method {name!r}: use one of {', '.join(STUDENT_METHODS)}")
-    return distill(p.run / "cache.zarr", cfg, p.run / "students" / name, method=name,
+    return distill(rundir.cache_path(p.run), cfg, p.run / "students" / name, method=name,
                    device="cpu", progress=report.event)
 
 

@@ -53,7 +53,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from mmkd import config as C
-from mmkd import registry
+from mmkd import registry, rundir
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import Extractor, create_extractor, get_spec
 from mmkd.extract.extractors.base import register_spec
@@ -226,7 +226,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
 
     say = status or (lambda _msg: None)
     run_dir = Path(run_dir)
-    cache = Cache.open(run_dir / "cache.zarr", mode="r")
+    cache = Cache.open(rundir.cache_path(run_dir), mode="r")
     student, smeta = ckpt.load_model(opts.from_dir)
     if "finetune" in smeta:
         raise MmkdError(f"{opts.from_dir} is already a fine-tuned student; fine-tune a stage-2 "
@@ -466,7 +466,7 @@ def reextract(run_dir: Path, cfg: C.RunConfig, manifest_dir: Path, s: _Source, w
     base = s.entry.split(FT_TAG, 1)[0]
     entry = ft_entry(s.entry, run_name)
     register_entry(base, entry, weights)
-    cache_path = run_dir / "cache.zarr"
+    cache_path = rundir.cache_path(run_dir)
     job = ExtractJob(cache_path=str(cache_path), manifest_dir=str(manifest_dir),
                      modality=s.modality, extractor=entry, weights=str(weights), theta=s.theta,
                      batch_size=cfg.extract.batch_size, workers=workers, device=device,

@@ -56,6 +56,10 @@ def plot_missing_rate(curves: list[Curve], metric: str, out_path: str | Path,
     ax.set_ylim(0, min(100.0, 1.08 * top) if top > 0 else 1.0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    return _save(fig, out_path)
+
+
+def _save(fig, out_path: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -95,9 +99,4 @@ def plot_efficiency(subsets: list[str], series: dict[str, dict[str, list[float |
         ax.legend(fontsize=8, loc="upper right")
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("modalities at inference")
-    fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, out_path)

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from mmkd.eval.ablations import PAPER_THETAS, plan_token_variants, token_transform
+from mmkd.eval.ablations import PAPER_THETAS
+from mmkd.eval.token_variants import plan_token_variants, token_transform
 
 
 def _by_name(variants):

@@ -14,14 +14,13 @@ from mmkd import config as C
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor
 from mmkd.train.pretrain import (
-    ClipBatches,
-    DecodedClips,
     ExtractorClassifier,
     default_extractors,
     input_key,
     prepare_inputs,
     train_extractor,
 )
+from mmkd.train.pretrain_data import ClipBatches, DecodedClips
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ from mmkd.extract.sampling import ClipSampler
 from mmkd.files import sha256_file, write_safetensors
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.augment import Augment, flips_keep_labels
-from mmkd.train.finetune import NO_DECAY_SUFFIXES
 from mmkd.train.finetune_data import RawClips
+from mmkd.train.finetune_model import NO_DECAY_SUFFIXES
 from mmkd.train.loop import FitResult, ProgressFn
 from mmkd.train.methods import BaselineMethod
 from mmkd.train.methods.base import NoConfig

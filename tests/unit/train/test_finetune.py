@@ -12,8 +12,9 @@ from mmkd.extract.extractors import create_extractor, get_spec
 from mmkd.extract.readers.detection import VOCABULARIES, random_layout
 from mmkd.extract.theta import n_out
 from mmkd.models import ModelSpec
-from mmkd.train.finetune import EndToEndStudent, enable_grad_checkpointing, finetune_recipe
+from mmkd.train.finetune import finetune_recipe
 from mmkd.train.finetune_data import RawInputs, collate
+from mmkd.train.finetune_model import EndToEndStudent, enable_grad_checkpointing
 
 T, THETA, B = 4, 3, 5
 

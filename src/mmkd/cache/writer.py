@@ -17,7 +17,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import google_crc32c
 import numpy as np
@@ -26,9 +26,6 @@ from mmkd.cache import schema as S
 from mmkd.cache.shard_format import EMPTY, ShardLayout
 from mmkd.errors import MmkdError
 from mmkd.files import published
-
-if TYPE_CHECKING:
-    from mmkd.cache.store import Cache
 
 
 @dataclass(frozen=True)
@@ -123,7 +120,7 @@ def write_shard(path: Path, tokens_SKD: np.ndarray, lay: ShardLayout) -> None:
 class FeatureWriter:
     """Writes one (modality, extractor) feature group; see the module docstring."""
 
-    def __init__(self, cache: Cache, modality: str, extractor: str, theta: int, dim: int,
+    def __init__(self, cache: S.FeatureGroups, modality: str, extractor: str, theta: int, dim: int,
                  provenance: dict[str, Any]):
         if theta < 1 or dim < 1:
             raise MmkdError(f"{modality}/{extractor}: theta={theta} and dim={dim} must be >= 1")

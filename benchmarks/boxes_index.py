@@ -9,7 +9,7 @@ its own peak RSS (getrusage maxrss) and seconds:
   index     the one-time conversion into a store (mmkd.datasets.box_store.index_boxes)
   after     a decode worker's first batch read from the store (opened lazily, one video each),
             then --more random videos for the per-video read rate
-Both readers go through mmkd.datasets.boxes.read_boxes, the call the detection reader makes.
+Both readers go through mmkd.datasets.box_store.read_boxes, the call the detection reader makes.
 Writes benchmarks/results/boxes_index.json.
 """
 
@@ -72,8 +72,7 @@ def child(variant: str, json_path: Path, store: Path, keys_file: Path) -> dict:
     import h5py  # noqa: F401  (imported lazily by the store; timed here, not in the batch)
     import ijson  # noqa: F401
 
-    from mmkd.datasets.box_store import index_boxes
-    from mmkd.datasets.boxes import read_boxes
+    from mmkd.datasets.box_store import index_boxes, read_boxes
 
     keys = json.loads(keys_file.read_text())
     batch, more = keys["batch"], keys["more"]

@@ -1,6 +1,6 @@
 """Cache read/write throughput as ratios against bounds measured in the same run.
 
-Setup (PERFORMANCE.md, scaled to ~1-2 minutes): Θ=300, D=1024 float16 tokens, 3 modalities,
+Setup (scaled to ~1-2 minutes): Θ=300, D=1024 float16 tokens, 3 modalities,
 shuffled minibatches of 32 samples × 3 modalities, warm page cache.
   bound       random batch gather from a raw memmap (np.take into a page+64-byte aligned buffer)
   direct      mmkd's shard reader, float16 into an aligned buffer, crc32c checks on: each

@@ -1,4 +1,4 @@
-"""Student vs teacher inference cost at paper sizes (PERFORMANCE.md target: student memory ≤ 50%).
+"""Student vs teacher inference cost at paper sizes (target: student memory ≤ 50%).
 
 One modality subset (default: V, Video Swin-B vs Video Swin-T on 32×224×224, Θ = 300, the EPIC
 fusion blocks and heads, random weights, batch 1), each configuration in a fresh process

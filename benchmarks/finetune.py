@@ -32,8 +32,8 @@ import torch
 from mmkd.extract.extractors import create_extractor
 from mmkd.extract.theta import n_out
 from mmkd.models import FusionModel, ModelSpec
-from mmkd.train.finetune import EndToEndStudent, enable_grad_checkpointing
 from mmkd.train.finetune_data import RawInputs
+from mmkd.train.finetune_model import EndToEndStudent, enable_grad_checkpointing
 
 BATCH, FRAMES, THETA, ROUNDS = 16, 8, 16, 4
 OUT = Path(__file__).parent / "results" / "finetune.json"

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import torch
 
+from mmkd.datasets.flow_format import dequantize
 from mmkd.flow import io
 from mmkd.flow.methods import FlowSpec, create_method
-from mmkd.flow.quantize import dequantize
 from mmkd.flow.runner import FlowOptions, compute_job, single_job
 from mmkd.flow.synthetic import affine_pair, endpoint_error, translating_frames, write_video
 

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 import mmkd.train  # noqa: F401  (registers methods and builders)
-from mmkd.cli.runctx import find_run
+from mmkd.rundir import find_run
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.loop import make_optimizer
 from mmkd.train.methods import BatchNeeds

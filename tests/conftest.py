@@ -19,7 +19,7 @@ def demo_tiny(tmp_path_factory: pytest.TempPathFactory):
 
     Returns the dataset folder: `annotations/` (EPIC CSVs), `media/` (EPIC layout), `demo.json`.
     """
-    from mmkd.datasets.demo import generate
+    from mmkd.demo.generate import generate
 
     out = tmp_path_factory.mktemp("demo_tiny")
     generate(out, "tiny", 0)

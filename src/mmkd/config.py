@@ -1,7 +1,7 @@
 """Typed run configuration: dataclasses, presets as functions, YAML + `--set` overrides, validate().
 
 A run directory holds one `mmkd.yaml` (a `RunConfig`). Presets are plain functions (no YAML
-inheritance): `epic100_teacher()` etc. return the paper's values from METHOD.md, `demo_*()` the
+inheritance): `epic100_teacher()` etc. return the paper's values, `demo_*()` the
 built-in dataset's. Overrides apply on top (`--set student.train.lr_max=2e-4`) and `validate()`
 reports every problem at once.
 """
@@ -63,7 +63,7 @@ class ExtractConfig:
 
 @dataclass
 class FusionConfig:
-    """Fusion block + MH-MLP (METHOD.md §2)."""
+    """Fusion block + MH-MLP."""
 
     width: int = 768  # d
     layers: int = 2  # l
@@ -75,7 +75,7 @@ class FusionConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation recipe (METHOD.md §4); a method's loss weights are in its own config."""
+    """Optimisation recipe; a method's loss weights are in its own config."""
 
     epochs: int = 100
     batch_size: int = 32
@@ -488,17 +488,15 @@ def save(cfg: RunConfig, path: str | Path) -> Path:
 
 # ----------------------------------------------------------------------------- validation
 def known_datasets() -> list[str]:
-    """Dataset names from the one registry (importing the package registers them)."""
-    import mmkd.datasets  # noqa: F401
+    """Dataset names from the one registry (its lookup imports the builders)."""
     from mmkd.registry import datasets
 
     return datasets.list()
 
 
 def known_extractors() -> list[str]:
-    """Extractor names from the one registry; imported late because the extractors import
+    """Extractor names from the one registry; asked late because the extractors import
     torch (a few seconds), which reading a config alone does not need."""
-    import mmkd.extract.extractors  # noqa: F401
     from mmkd.registry import extractors
 
     return extractors.list()
@@ -506,8 +504,7 @@ def known_extractors() -> list[str]:
 
 def method_problems(cfg: RunConfig) -> list[str]:
     """What is wrong in `methods.<name>` (unknown method, field, type, a negative loss weight):
-    each method's typed config lives with the method, imported late like the extractors."""
-    import mmkd.train.methods  # noqa: F401
+    each method's typed config lives with the method, which the registry imports on lookup."""
     from mmkd.registry import methods
 
     out = []

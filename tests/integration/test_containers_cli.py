@@ -3,22 +3,16 @@ audio, VP9 webm muxed live (no duration: decord refuses it, PyAV reads it) and m
 its audio track, written by the test with PyAV; video and audio both come from the one file."""
 
 import csv
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import extract_media as em
 from mmkd.cache import Cache
 from mmkd.cli.app import app
-
-_spec = importlib.util.spec_from_file_location(
-    "extract_media", Path(__file__).parents[1] / "unit" / "extract" / "extract_media.py")
-em = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(em)
 
 runner = CliRunner()
 

@@ -8,8 +8,8 @@ import re
 
 from typer.testing import CliRunner
 
-from mmkd import demo_pipeline as P
 from mmkd.cli.app import app
+from mmkd.demo import pipeline as P
 from mmkd.errors import MmkdError
 from mmkd.eval.reports import MeanStd, Table, write_table
 

@@ -1,7 +1,6 @@
 """`mmkd extract` end to end through the real CLI on tiny generated media."""
 
 import hashlib
-import importlib.util
 import re
 from pathlib import Path
 
@@ -11,14 +10,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from helpers import extract_media as em
 from mmkd.cache import Cache
 from mmkd.cli.app import app
 from mmkd.errors import MmkdError
-
-_spec = importlib.util.spec_from_file_location(
-    "extract_media", Path(__file__).parents[1] / "unit" / "extract" / "extract_media.py")
-em = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(em)
 
 runner = CliRunner()
 

@@ -10,7 +10,6 @@ write is injected (monkeypatch) at the call that creates the file.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,22 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import extract_media as em
+from helpers.epic_csv import pruning_epic
+from helpers.train_cache import TEACHER, build_cache
 from mmkd.cli import ui
 from mmkd.cli.app import main
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-HERE = Path(__file__).parent
-manifest_cli = _load("manifest_cli", HERE / "test_manifest_cli.py")
-em = _load("extract_media", HERE.parent / "unit" / "extract" / "extract_media.py")
-sys.path.insert(0, str(HERE.parent / "unit" / "train"))
-from train_cache_fixture import TEACHER, build_cache  # noqa: E402
 
 UNWRITABLE = Path("/sys/mmkd-test-unwritable")
 
@@ -68,7 +56,7 @@ def mmkd(capsys, monkeypatch):
 
 
 def test_non_utf8_csv_is_one_line_with_file_and_line(tmp_path, mmkd):
-    ann = manifest_cli._epic(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     csv = ann / "EPIC_100_train.csv"
     lines = csv.read_bytes().split(b"\n")
     lines[3] = lines[3].replace(b"open ", b"caf\xe9 ", 1)  # a Latin-1 byte on line 4
@@ -94,7 +82,7 @@ def test_config_file_missing_not_utf8_or_not_a_mapping(tmp_path, mmkd):
 
 @needs_unwritable
 def test_unwritable_output_folders(tmp_path, mmkd):
-    ann = manifest_cli._epic(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     for args in (["init", UNWRITABLE / "run", "--dataset", "demo"],
                  ["manifest", "epic100", "--annotations", ann, "--out", UNWRITABLE / "m"],
                  ["demo-data", "--out", UNWRITABLE / "d", "--scale", "tiny", "--workers", "1"]):

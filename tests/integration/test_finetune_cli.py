@@ -5,7 +5,6 @@ student, one epoch) build the run; stage 3 then fine-tunes the audio extractor f
 while video comes from the cache, re-extracts, and resumes.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,17 +14,13 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from helpers import extract_media as em
 from mmkd import config as C
 from mmkd.cache import Cache
 from mmkd.cache.loader import BatchNeeds
 from mmkd.cli.app import app
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors.weights import sha256_file
-
-_spec = importlib.util.spec_from_file_location(
-    "extract_media", Path(__file__).parents[1] / "unit" / "extract" / "extract_media.py")
-em = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(em)
 
 runner = CliRunner()
 
@@ -55,7 +50,8 @@ def run_dir(tmp_path_factory) -> Path:
             "teacher.train.epochs=1", "student.train.epochs=1", "student.train.batch_size=2",
             "teacher.train.batch_size=2", "student.train.warmup_epochs=0",
             "teacher.train.warmup_epochs=0"]
-    extractors = root / "extractors.yaml"  # --set cannot add dict keys: new entries via YAML
+    # A YAML `extractors` mapping replaces the preset's whole (flow left out); --set only adds keys
+    extractors = root / "extractors.yaml"
     extractors.write_text(yaml.safe_dump({
         "data": {"dataset": "demo"},
         "teacher": {"extractors": {"video": "test_swin3d", "audio": "test_swin3d_audio",

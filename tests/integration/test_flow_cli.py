@@ -11,7 +11,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from mmkd.cli.app import app
-from mmkd.datasets import manifest as M
+from mmkd.datasets.manifest import ManifestMeta, Sample, read_all, resolve, write_manifest
 from mmkd.errors import MmkdError
 from mmkd.flow import io
 from mmkd.flow.synthetic import translating_frames, write_video
@@ -32,15 +32,15 @@ def _manifest(tmp_path: Path, broken: bool) -> Path:
     (media / "P03" / "P03_01.mp4").write_bytes(b"\x00not a video")
 
     def sample(vid, media_):
-        return M.Sample(sample_id=f"{vid}_0", video_id=vid, split="val", labels={"verb": 0},
+        return Sample(sample_id=f"{vid}_0", video_id=vid, split="val", labels={"verb": 0},
                         participant=vid[:3], media=media_)
 
     samples = [sample("P01_01", {"rgb": {"dir": "P01/rgb_frames/P01_01"}}),
                sample("P02_101", {"video": {"path": "P02/P02_101.mp4"}})]
     if broken:
         samples.append(sample("P03_01", {"video": {"path": "P03/P03_01.mp4"}}))
-    meta = M.ManifestMeta(dataset="custom", heads={"verb": 1}, media_root=str(media))
-    return M.write_manifest(tmp_path / "manifest", meta, {"val": samples})
+    meta = ManifestMeta(dataset="custom", heads={"verb": 1}, media_root=str(media))
+    return write_manifest(tmp_path / "manifest", meta, {"val": samples})
 
 
 def _count(d: Path) -> int:
@@ -126,12 +126,12 @@ def test_manifest_gets_the_flow_written_back(tmp_path):
     assert kept.exit_code == 1 and (manifest / "val.jsonl").read_text() == before
     res = runner.invoke(app, args)
     assert res.exit_code == 1 and "media.flow set on 2 sample(s)" in " ".join(res.output.split())
-    meta, samples = M.read_all(manifest)
+    meta, samples = read_all(manifest)
     flow = {s.video_id: s.media.get("flow") for s in samples}
     assert flow["P03_01"] is None
     assert flow["P01_01"] == {"dir": str(tmp_path / "flow" / "P01" / "flow_frames" / "P01_01"),
                               "template": "frame_%010d.jpg", "stride": 2}
-    assert M.resolve(meta, flow["P02_101"]["dir"], manifest) == \
+    assert resolve(meta, flow["P02_101"]["dir"], manifest) == \
         tmp_path / "flow" / "P02" / "flow_frames" / "P02_101"
     ok = [dataclasses.replace(s, media={"flow": s.media["flow"]}) for s in samples
           if s.video_id != "P03_01"]

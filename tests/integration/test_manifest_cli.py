@@ -13,50 +13,16 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
+from helpers.epic_csv import HEADER, pruning_epic, write_csv
 from mmkd.cli.app import app
 from mmkd.datasets.manifest import read_all
 
-COLUMNS = ["narration_id", "participant_id", "video_id", "narration_timestamp",
-           "start_timestamp", "stop_timestamp", "start_frame", "stop_frame", "narration", "verb",
-           "verb_class", "noun", "noun_class", "all_nouns", "all_noun_classes"]
-NOUNS = ["tap", "pan", "lid", "fork", "oven"]
-
-
-def _write(path: Path, header: list[str], rows: list[list]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-
-
-def _row(vid: str, i: int, noun: int) -> list:
-    start = 3 * i
-    return [f"{vid}_{i}", vid[:3], vid, f"00:00:{start:02d}.100", f"00:00:{start:02d}.00",
-            f"00:00:{start + 2:02d}.50", max(1, start * 60), (start + 2) * 60 + 30,
-            f"open {NOUNS[noun]}", "open", 0, NOUNS[noun], noun, f"['{NOUNS[noun]}']", f"[{noun}]"]
-
-
-def _epic(folder: Path) -> Path:
-    """Train uses nouns 0..2; validation adds oven (4, twice) and fork (3, once): pruned."""
-    folder.mkdir()
-    _write(folder / "EPIC_100_train.csv", COLUMNS, [_row("P01_01", i, i % 3) for i in range(20)])
-    _write(folder / "EPIC_100_validation.csv", COLUMNS,
-           [_row("P03_01", i, n) for i, n in enumerate([0, 4, 1, 4, 3, 2])])
-    _write(folder / "EPIC_100_verb_classes.csv", ["id", "key", "instances", "category"],
-           [[0, "open", "['open']", "access"], [1, "close", "['close']", "block"]])
-    _write(folder / "EPIC_100_noun_classes.csv", ["id", "key", "instances", "category"],
-           [[i, n, f"['{n}']", "misc"] for i, n in enumerate(NOUNS)])
-    _write(folder / "EPIC_100_video_info.csv", ["video_id", "duration", "fps", "resolution"],
-           [["P01_01", 90.0, 59.94, "456x256"], ["P03_01", 30.0, 59.94, "456x256"]])
-    _write(folder / "EPIC_100_unseen_participant_ids_validation.csv", ["participant_id"], [["P03"]])
-    return folder
-
 
 def test_epic100_through_the_cli(tmp_path):
-    ann = _epic(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     rows = list(csv.reader(open(ann / "EPIC_100_validation.csv")))
-    rows[1][COLUMNS.index("verb")] = "bring-into"  # a text outside its class: listed, kept
-    _write(ann / "EPIC_100_validation.csv", rows[0], rows[1:])
+    rows[1][HEADER.index("verb")] = "bring-into"  # a text outside its class: listed, kept
+    write_csv(ann / "EPIC_100_validation.csv", rows[0], rows[1:])
     media = tmp_path / "media"
     (media / "P01" / "videos").mkdir(parents=True)
     (media / "P01" / "videos" / "P01_01.MP4").write_bytes(b"")
@@ -86,10 +52,10 @@ def test_epic100_through_the_cli(tmp_path):
 
 
 def test_bad_input_is_one_red_line_and_exit_2(tmp_path):
-    ann = _epic(tmp_path / "annotations")
+    ann = pruning_epic(tmp_path / "annotations")
     rows = list(csv.reader(open(ann / "EPIC_100_train.csv")))
     rows[5][4] = "00:00:1.5"
-    _write(ann / "EPIC_100_train.csv", rows[0], rows[1:])
+    write_csv(ann / "EPIC_100_train.csv", rows[0], rows[1:])
     mmkd = Path(sys.executable).with_name("mmkd")
     proc = subprocess.run([str(mmkd), "manifest", "epic100", "--annotations", str(ann), "--out",
                            str(tmp_path / "m")], capture_output=True, text=True, timeout=60,
@@ -116,7 +82,7 @@ def test_ssv2_and_custom_through_the_cli(tmp_path):
     meta, samples = read_all(tmp_path / "s")
     assert meta.splits == ["train", "val"] and [s.labels["action"] for s in samples] == [0, 1, 1]
 
-    _write(tmp_path / "mine.csv", ["sample_id", "video_id", "split", "video", "label_action"],
+    write_csv(tmp_path / "mine.csv", ["sample_id", "video_id", "split", "video", "label_action"],
            [["x1", "v1", "train", "v1.mp4", "jump"], ["x2", "v2", "test", "v2.mp4", "sit"]])
     result = CliRunner().invoke(app, ["manifest", "custom", "--csv", str(tmp_path / "mine.csv"),
                                       "--out", str(tmp_path / "c")])
@@ -127,8 +93,8 @@ def test_ssv2_and_custom_through_the_cli(tmp_path):
 
 def _custom_csv(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    _write(folder / "mine.csv", ["sample_id", "video_id", "split", "audio", "label_action"],
-           [[f"x{i}", f"v{i}", "train", f"clips/v{i}.wav", "jump"] for i in range(n)])
+    write_csv(folder / "mine.csv", ["sample_id", "video_id", "split", "audio", "label_action"],
+              [[f"x{i}", f"v{i}", "train", f"clips/v{i}.wav", "jump"] for i in range(n)])
     return folder / "mine.csv"
 
 

@@ -2,16 +2,12 @@
 cached specialised-teacher logits, a resume inside stage 2, the summary, and `mmkd eval`."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "train"))
-from train_cache_fixture import STUDENT, build_cache  # noqa: E402
-
+from helpers.train_cache import STUDENT, build_cache
 from mmkd.cache import Cache  # noqa: E402
 from mmkd.cli.app import app  # noqa: E402
 from mmkd.errors import MmkdError  # noqa: E402

@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "unit" / "train"))
-from safetensors.torch import load_file  # noqa: E402
-from train_cache_fixture import STUDENT, TEACHER, build_cache, fill, samples  # noqa: E402
-
-from mmkd.cache import Cache  # noqa: E402
-from mmkd.cli.app import app  # noqa: E402
-from mmkd.errors import MmkdError  # noqa: E402
+from helpers.train_cache import STUDENT, TEACHER, build_cache, fill, samples
+from mmkd.cache import Cache
+from mmkd.cli.app import app
+from mmkd.errors import MmkdError
 
 N = 60
 FAST = ["--set", "teacher.train.epochs=2", "--set", "student.train.epochs=2",

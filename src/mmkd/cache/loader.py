@@ -1,11 +1,11 @@
 """`CacheBatches`: the stage-2 training loader, shuffled minibatches straight from the cache.
 
 Why not a torch DataLoader with workers: on a few cores worker processes add a copy and fight
-the training loop for CPU (PERFORMANCE.md), so reads happen in the calling thread into tensors
-allocated once and reused for every batch (a consumer that keeps a batch must clone it).
-`tokens_dtype=torch.float16` skips the CPU conversion (half the bytes to copy to a GPU, which
-converts them for free). Samples of a batch are read in index order (sequential within shards); the batch order itself
-is shuffled per epoch with `seed + epoch`, and DDP ranks take disjoint strided slices.
+the training loop for CPU, so reads happen in the calling thread into tensors allocated once and
+reused for every batch (a consumer that keeps a batch must clone it). `tokens_dtype=torch.float16`
+skips the CPU conversion (half the bytes to copy to a GPU, which converts them for free). Samples
+of a batch are read in index order (sequential within shards); the order of samples is shuffled
+per epoch by `np.random.default_rng([seed, epoch])`, and DDP ranks take disjoint strided slices.
 """
 
 from __future__ import annotations

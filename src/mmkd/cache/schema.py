@@ -18,7 +18,8 @@ shard also owns every file it touches: concurrent writers never share a file.
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from mmkd.errors import MmkdError
 
@@ -73,3 +74,23 @@ def check_name(kind: str, name: str) -> str:
         raise MmkdError(f"{kind} name {name!r} cannot be a cache group; use a plain name such "
                         "as 'video' or 'swin3d_b'")
     return name
+
+
+class FeatureGroups(Protocol):
+    """What the shard writer and reader use of `store.Cache`: typed here, below all three, so
+    the store imports them (its `feature_writer` / `feature_reader`) and not the reverse."""
+
+    path: Path
+    mode: str
+    n: int
+    shard_size: int
+    manifest_hash: str
+    sample_ids: list[str]
+
+    def group_path(self, modality: str, extractor: str) -> Path: ...
+
+    def feature_provenance(self, modality: str, extractor: str) -> dict[str, Any]: ...
+
+    def ensure_feature_group(self, modality: str, extractor: str, provenance: dict) -> None: ...
+
+    def array(self, modality: str, extractor: str, name: str, writable: bool = False) -> Any: ...

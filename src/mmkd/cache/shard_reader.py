@@ -1,6 +1,6 @@
 """The training-time reader: the Zarr v3 sharding format read directly, not through zarr-python.
 
-Why: zarr-python spends 0.45–0.85 ms of CPU per chunk (PERFORMANCE.md) while copying one
+Why: zarr-python spends 0.45–0.85 ms of CPU per chunk while copying one
 sample's 600 KB takes ~0.05 ms, so its read API reaches 2–9% of the hardware. A shard file
 (`sharding_indexed`, index at the end) is the inner chunks' bytes followed by an index of
 (offset, nbytes) uint64 pairs and its crc32c; we map each shard file once, check its index,
@@ -22,7 +22,7 @@ import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import google_crc32c
 import numpy as np
@@ -31,9 +31,6 @@ import torch
 from mmkd.cache import schema as S
 from mmkd.cache.shard_format import EMPTY, ShardLayout, aligned_empty
 from mmkd.errors import MmkdError
-
-if TYPE_CHECKING:
-    from mmkd.cache.store import Cache
 
 MAX_OPEN_FILES = 512
 MAX_IDS = 8
@@ -136,7 +133,7 @@ def _mem_available() -> int:
 class FeatureReader:
     """Random-access reads of one (modality, extractor) group into preallocated tensors."""
 
-    def __init__(self, cache: Cache, modality: str, extractor: str, in_ram: bool = False,
+    def __init__(self, cache: S.FeatureGroups, modality: str, extractor: str, in_ram: bool = False,
                  expect: dict[str, Any] | None = None):
         self.cache, self.modality, self.extractor = cache, modality, extractor
         self.provenance = cache.feature_provenance(modality, extractor)

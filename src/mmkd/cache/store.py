@@ -171,7 +171,9 @@ class Cache:
                 f"{modality} --extractor {extractor}`")
         return _read_json(meta)["attributes"]["provenance"]
 
-    def _ensure_feature_group(self, modality: str, extractor: str, provenance: dict) -> None:
+    def ensure_feature_group(self, modality: str, extractor: str, provenance: dict) -> None:
+        """Create the (modality, extractor) group once, race-free; the writer calls it first.
+        The writer and the reader see `Cache` only as a type, so the arrows run store → them."""
         S.check_name("modality", modality)
         S.check_name("extractor", extractor)
         final = self.group_path(modality, extractor)

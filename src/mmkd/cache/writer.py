@@ -17,7 +17,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import google_crc32c
 import numpy as np
@@ -26,9 +26,6 @@ from mmkd.cache import schema as S
 from mmkd.cache.shard_format import EMPTY, ShardLayout
 from mmkd.errors import MmkdError
 from mmkd.files import published
-
-if TYPE_CHECKING:
-    from mmkd.cache.store import Cache
 
 
 @dataclass(frozen=True)
@@ -123,7 +120,7 @@ def write_shard(path: Path, tokens_SKD: np.ndarray, lay: ShardLayout) -> None:
 class FeatureWriter:
     """Writes one (modality, extractor) feature group; see the module docstring."""
 
-    def __init__(self, cache: Cache, modality: str, extractor: str, theta: int, dim: int,
+    def __init__(self, cache: S.FeatureGroups, modality: str, extractor: str, theta: int, dim: int,
                  provenance: dict[str, Any]):
         if theta < 1 or dim < 1:
             raise MmkdError(f"{modality}/{extractor}: theta={theta} and dim={dim} must be >= 1")
@@ -133,7 +130,7 @@ class FeatureWriter:
             "extractor": extractor, **provenance, "modality": modality, "theta": self.theta,
             "dim": self.dim, "dtype": S.TOKENS_DTYPE, "schema_version": S.SCHEMA_VERSION,
             "manifest_hash": cache.manifest_hash})
-        cache._ensure_feature_group(modality, extractor, self.provenance)
+        cache.ensure_feature_group(modality, extractor, self.provenance)
         S.check_provenance(
             f"{cache.group_path(modality, extractor)}", cache.feature_provenance(modality, extractor),
             self.provenance, fix="these features were extracted with other settings: extract "
@@ -174,9 +171,6 @@ class FeatureWriter:
             failure = self._arrays["failure"][unit.start:unit.stop].tolist()
             todo |= np.array(failure, dtype=str) != ""
         return (unit.start + np.flatnonzero(todo)).astype(np.int64)
-
-    def done_count(self) -> int:
-        return int(np.count_nonzero(self._arrays["done"][:]))
 
     # ------------------------------------------------------------------ buffering
     def _buffer(self, unit: WorkUnit) -> _UnitBuffer:

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
 def _cache_path(cache: Path | None) -> Path:
     """A path to a store is used as is (no mmkd.yaml needed); otherwise the run's cache."""
-    from mmkd.cli.runctx import find_run
+    from mmkd.rundir import find_run
 
     if cache is not None and cache.name.endswith(".zarr"):
         return cache

@@ -35,11 +35,11 @@ def demo(
     """Generate the demo dataset and run manifest → extract → train teacher → distill (karmma,
     baseline, baseline-delta, one model per seed) → eval; finished stages are skipped on a
     re-run."""
-    from mmkd import demo_pipeline as P
     from mmkd.cli.eval import run_eval
     from mmkd.cli.jobs import Job, run_jobs
-    from mmkd.cli.runctx import find_run
+    from mmkd.demo import pipeline as P
     from mmkd.errors import MmkdError
+    from mmkd.rundir import find_run
     from mmkd.train.runs import parse_seeds
 
     if scale not in ("tiny", "small"):

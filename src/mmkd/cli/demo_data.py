@@ -45,8 +45,8 @@ def demo_data(
 ) -> None:
     """Generate a synthetic egocentric-kitchen dataset in the official EPIC-KITCHENS-100 formats,
     or (--format custom) stand-in clips for `mmkd manifest custom`."""
-    from mmkd.datasets.demo import generate
-    from mmkd.datasets.demo_plan import make_plan
+    from mmkd.demo.generate import generate
+    from mmkd.demo.plan import make_plan
 
     if format_ == "custom":
         _custom(out, clips, seed, force)
@@ -75,7 +75,7 @@ def demo_data(
 
 
 def _custom(out: Path, clips: int, seed: int, force: bool) -> None:
-    from mmkd.datasets.signal_clips import generate
+    from mmkd.demo.signal_clips import generate
 
     with ui.progress_bar(f"generating {clips} clips", total=clips, unit="clips") as advance:
         csv_path = generate(out, clips, seed, overwrite=force, progress=advance)

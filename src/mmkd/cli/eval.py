@@ -10,8 +10,8 @@ from rich.table import Table as RichTable
 
 from mmkd import config as C
 from mmkd.cli import ui
-from mmkd.cli.runctx import Run, find_run
 from mmkd.errors import MmkdError
+from mmkd.rundir import Run, find_run
 
 ALL = C.PROTOCOLS
 

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from mmkd import config as C
 from mmkd.cli import ui
-from mmkd.cli.runctx import Run, find_run
 from mmkd.errors import MmkdError
+from mmkd.rundir import Run, find_run
 
 MAX_REASONS = 5
 

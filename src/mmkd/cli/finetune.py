@@ -19,9 +19,9 @@ import typer
 from rich.table import Table
 
 from mmkd.cli import ui
-from mmkd.cli.runctx import find_run
 from mmkd.cli.train import FlipOpt, flip_override
 from mmkd.errors import MmkdError
+from mmkd.rundir import find_run
 
 
 def register(app: typer.Typer) -> None:

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from mmkd.cli import ui
 from mmkd.cli.jobs import BarReporter
-from mmkd.cli.runctx import find_run
 from mmkd.cli.train import CacheOpt, DeviceOpt, FlipOpt, RestartOpt, SetOpt, flip_override
+from mmkd.rundir import find_run
 
 
 def register(app: typer.Typer) -> None:

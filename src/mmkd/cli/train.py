@@ -17,8 +17,8 @@ import typer
 from rich.table import Table
 
 from mmkd.cli import ui
-from mmkd.cli.runctx import find_run
 from mmkd.errors import MmkdError
+from mmkd.rundir import find_run
 
 CacheOpt = Annotated[Path | None, typer.Option(
     "--cache", help="The run directory (or its cache.zarr); default: the current directory.")]

@@ -30,11 +30,6 @@ def info(msg: str) -> None:
         console.print(msg)
 
 
-def debug(msg: str) -> None:
-    if state["verbosity"] >= 2:
-        console.print(f"[dim]{msg}[/dim]")
-
-
 def resumed(at: dict[str, int]) -> str:
     """A training run's `resumed_from` in words, epochs 1-based as in the bar and metrics."""
     if at["epoch"] > at["epochs"]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmkd.datasets.boxes import BoxFrame, frame_stride, parse_video
+from mmkd.datasets.boxes import BoxFrame, frame_stride, load_box_file, parse_video
 from mmkd.datasets.manifest import Progress
 from mmkd.errors import MmkdError
 
@@ -307,3 +307,13 @@ def prepare_store(boxes: list[str | Path], store: str | Path,
     return IndexReport(given[0], info["videos"], info["duplicates"],
                        sum(s["size"] for s in info["sources"]), given[0].stat().st_size, 0.0,
                        skipped=True)
+
+
+def read_boxes(path: str | Path, key: str) -> tuple[BoxFrame, ...]:
+    """The annotated frames of one video; an empty tuple when the file has none for it.
+
+    `path` is a box store (`*.h5`, read one video at a time) or a JSON file (read whole once).
+    """
+    if is_store(path):
+        return open_store(str(Path(path).absolute())).get(key)
+    return load_box_file(str(Path(path).absolute())).get(key, ())

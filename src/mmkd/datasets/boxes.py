@@ -6,7 +6,7 @@ Format (joaanna/something_else `annotations.json`): `{video_id: [{"name": "2/000
 12 fps for SSv2; `frame_0000000042.jpg` = RGB frame 42 for EPIC-format files such as the demo's).
 Categories are mapped to two classes, hand and object, plus the object's placeholder index, which
 is what STLT consumes. Full-size files are converted once into a box store (`box_store.py`) that
-`read_boxes` reads one video at a time.
+`box_store.read_boxes` reads one video at a time.
 """
 
 from __future__ import annotations
@@ -59,18 +59,6 @@ def load_box_file(path: str) -> dict[str, tuple[BoxFrame, ...]]:
         raise MmkdError(f"{p}: expected a JSON object {{video_id: [frames]}} (Something-Else "
                         "format); got a JSON " + type(data).__name__)
     return {str(key): parse_video(p, str(key), frames) for key, frames in data.items()}
-
-
-def read_boxes(path: str | Path, key: str) -> tuple[BoxFrame, ...]:
-    """The annotated frames of one video; an empty tuple when the file has none for it.
-
-    `path` is a box store (`*.h5`, read one video at a time) or a JSON file (read whole once).
-    """
-    from mmkd.datasets.box_store import is_store, open_store
-
-    if is_store(path):
-        return open_store(str(Path(path).absolute())).get(key)
-    return load_box_file(str(Path(path).absolute())).get(key, ())
 
 
 def frame_stride(frames: tuple[BoxFrame, ...]) -> int:

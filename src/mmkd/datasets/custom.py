@@ -42,7 +42,6 @@ from mmkd.files import read_text
 from mmkd.registry import datasets
 
 REQUIRED = ["sample_id", "video_id", "split"]
-MEDIA_COLUMNS = ("video", "rgb", "flow", "audio", "detection")
 DEFAULT_TEMPLATE = "frame_%010d.jpg"
 DEFAULT_AUDIO_RATE = 24000
 

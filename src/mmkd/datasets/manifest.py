@@ -50,7 +50,7 @@ class Sample:
                  or {"path": "P01/audio/P01_11.wav"}
       detection: {"path": "detections.json", "key": "P01_11", "width": 456, "height": 256,
                   "fps": 60, "frame_stride": 5, "n_frames": 18}: a Something-Else file or box store (read it
-                 with mmkd.datasets.boxes.read_boxes); frame numbers in its names count at
+                 with mmkd.datasets.box_store.read_boxes); frame numbers in its names count at
                  `fps`; width/height (None: unknown, read from the video) scale the pixel boxes.
     A modality absent from `media` is missing for that sample.
     """

@@ -15,7 +15,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from mmkd.datasets.boxes import read_boxes
+from mmkd.datasets.box_store import read_boxes
 from mmkd.datasets.manifest import ManifestMeta, MediaProblem, Progress, Sample, resolve
 from mmkd.errors import MmkdError
 

@@ -1,4 +1,4 @@
-"""Top-1 accuracies as the paper reports them (METHOD.md §5), from predicted class ids.
+"""Top-1 accuracies as the paper reports them, from predicted class ids.
 
 Protocols keep only the arg-max class per head and sample (not the logits), so dozens of
 inference configurations over a large split cost a few bytes per sample each; the metrics are

@@ -1,4 +1,4 @@
-"""The paper's accuracy protocols on trained models (METHOD.md §5) and their result tables.
+"""The paper's accuracy protocols on trained models and their result tables.
 
 - subsets (Table 1): every non-empty subset of a model's modalities, the others marked missing;
 - missing-rate (Fig. 4): each modality dropped independently with probability r at inference,

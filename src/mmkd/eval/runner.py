@@ -24,7 +24,6 @@ from mmkd.eval.efficiency import CostConfig, measure_all
 from mmkd.eval.reports import MeanStd, Table, read_table, write_report, write_table
 from mmkd.subsets import modality_subsets, subset_label
 
-PROTOCOLS = ("subsets", "missing-rate", "efficiency", "ablations")
 ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
 # The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
 PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}

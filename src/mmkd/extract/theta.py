@@ -1,4 +1,4 @@
-"""Θ-Average (METHOD.md §2): parameter-free token reduction applied to every extractor output.
+"""Θ-Average: parameter-free token reduction applied to every extractor output.
 
 If k > Θ, the k tokens are split in order into Θ groups of ⌊k/Θ⌋ consecutive tokens, the LAST
 group also taking the k mod Θ remaining ones, and each group is averaged; if k ≤ Θ all k tokens

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mmkd.datasets.flow_format import quantize
 from mmkd.errors import MmkdError
-from mmkd.flow.quantize import quantize
 
 FRAME_TEMPLATE = "frame_%010d"
 JPEG_QUALITY = 95

@@ -26,12 +26,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mmkd.datasets import manifest as M
+from mmkd.datasets import manifest
+from mmkd.datasets.flow_format import BOUND
 from mmkd.errors import MmkdError
 from mmkd.flow import io
 from mmkd.flow.decode import FlowSourceError, count_frames, iter_frames, template_glob
 from mmkd.flow.methods import FlowMethod, FlowSpec, create_method
-from mmkd.flow.quantize import BOUND
 
 DONE_MARKER = "mmkd_flow.json"
 Progress = Callable[[int], None]
@@ -90,7 +90,7 @@ class FlowSummary:
 def plan_manifest(manifest_dir: Path, out: Path) -> tuple[list[FlowJob], list[JobResult]]:
     """One job per video of a manifest (not per segment), in manifest order; videos whose
     records name no media come back as failures instead of jobs."""
-    meta, samples = M.read_all(manifest_dir)
+    meta, samples = manifest.read_all(manifest_dir)
     jobs: dict[str, FlowJob] = {}
     failures: dict[str, JobResult] = {}
     for s in samples:
@@ -113,7 +113,7 @@ def plan_manifest(manifest_dir: Path, out: Path) -> tuple[list[FlowJob], list[Jo
                 "media.rgb.dir; rebuild it with the media root set"))
             continue
         base = out / s.participant if s.participant else out
-        jobs[s.video_id] = FlowJob(s.video_id, str(M.resolve(meta, rel, manifest_dir)), kind,
+        jobs[s.video_id] = FlowJob(s.video_id, str(manifest.resolve(meta, rel, manifest_dir)), kind,
                                    str(base / "flow_frames" / s.video_id), pattern)
     return list(jobs.values()), list(failures.values())
 
@@ -122,10 +122,10 @@ def record_flow(manifest_dir: Path, jobs: list[FlowJob], stride: int) -> int:
     """Point every sample of a video whose flow is complete at it (`media.flow`: the EPIC
     folder, its frame template, `stride`), so `mmkd extract --modality flow` reads it; the
     manifest is rewritten file by file atomically. Returns the samples updated."""
-    meta, samples = M.read_all(manifest_dir)
-    root = M.resolve(meta, "", manifest_dir).absolute()
+    meta, samples = manifest.read_all(manifest_dir)
+    root = manifest.resolve(meta, "", manifest_dir).absolute()
     done = {j.name: Path(j.out_dir).absolute() for j in jobs if is_done(j)}
-    flow = {name: {"dir": M.media_path(d, root), "template": f"{io.FRAME_TEMPLATE}.jpg",
+    flow = {name: {"dir": manifest.media_path(d, root), "template": f"{io.FRAME_TEMPLATE}.jpg",
                    "stride": stride} for name, d in done.items()}
     changed = 0
     for s in samples:
@@ -133,10 +133,10 @@ def record_flow(manifest_dir: Path, jobs: list[FlowJob], stride: int) -> int:
             s.media = {**s.media, "flow": flow[s.video_id]}
             changed += 1
     if changed:
-        splits: dict[str, list[M.Sample]] = {name: [] for name in meta.splits}
+        splits: dict[str, list[manifest.Sample]] = {name: [] for name in meta.splits}
         for s in samples:
             splits[s.split].append(s)
-        M.write_manifest(manifest_dir, meta, splits)
+        manifest.write_manifest(manifest_dir, meta, splits)
     return changed
 
 

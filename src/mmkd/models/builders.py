@@ -1,23 +1,32 @@
 """Teacher and student builders (registered in `mmkd.registry.models`).
 
-Both roles share one architecture (METHOD.md §2); they differ in the FusionConfig of their
+Both roles share one architecture; they differ in the FusionConfig of their
 RecipeConfig (teacher d=768, l=2, attention dropout 0.3; student d=384, l=1) and in the token
 shapes of their extractors, which the caller reads from the cache (`features`: modality ->
-(Θ, D)). Only the fusion-config fields are read, so this module needs nothing but torch.
+(Θ, D)). Only the fusion-config fields named in `FusionFields` are read, so this module needs
+nothing but torch (and the registry), not the config.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mmkd.models.fusion import FusionModel, ModelSpec
 from mmkd.registry import models
 
-if TYPE_CHECKING:
-    from mmkd.config import FusionConfig
+
+class FusionFields(Protocol):
+    """What a builder reads of `mmkd.config.FusionConfig`."""
+
+    width: int
+    layers: int
+    heads: int
+    attn_dropout: float
+    missing_strategy: str
+    mlp_hidden: int
 
 
-def spec_from_fusion(fusion: FusionConfig, features: dict[str, tuple[int, int]],
+def spec_from_fusion(fusion: FusionFields, features: dict[str, tuple[int, int]],
                      heads: dict[str, int], missing_strategy: str | None = None) -> ModelSpec:
     """A ModelSpec from a FusionConfig; `missing_strategy` overrides the config's (baselines)."""
     return ModelSpec(
@@ -29,14 +38,14 @@ def spec_from_fusion(fusion: FusionConfig, features: dict[str, tuple[int, int]],
 
 
 @models.register("teacher")
-def build_teacher(fusion: FusionConfig, features: dict[str, tuple[int, int]],
+def build_teacher(fusion: FusionFields, features: dict[str, tuple[int, int]],
                   heads: dict[str, int], missing_strategy: str | None = None) -> FusionModel:
     """KARMMA_T's fusion block + MH-MLP over the teacher extractors' cached tokens."""
     return FusionModel(spec_from_fusion(fusion, features, heads, missing_strategy))
 
 
 @models.register("student")
-def build_student(fusion: FusionConfig, features: dict[str, tuple[int, int]],
+def build_student(fusion: FusionFields, features: dict[str, tuple[int, int]],
                   heads: dict[str, int], missing_strategy: str | None = None) -> FusionModel:
     """KARMMA_S's (or a baseline's) fusion block + MH-MLP over the student's cached tokens."""
     return FusionModel(spec_from_fusion(fusion, features, heads, missing_strategy))

@@ -1,4 +1,4 @@
-"""KARMMA's fusion block and multi-head MLP (METHOD.md §2), as one `FusionModel`.
+"""KARMMA's fusion block and multi-head MLP, as one `FusionModel`.
 
 tokens (per modality, B×k×D) → linear embedding + missing-modality strategy → [CLS | m1 | m2 …]
 → l pre-norm transformer layers (8 heads, attention dropout only) → M + 1 output tokens (the mean

@@ -1,4 +1,4 @@
-"""KARMMA's losses (METHOD.md §3) and modality dropout, as plain functions of tensors.
+"""KARMMA's losses and modality dropout, as plain functions of tensors.
 
 Choices the paper leaves open (also in the README's Deviations section):
 - CE and KL are *averaged* over label heads (not summed), so a loss weight means the same for
@@ -56,7 +56,7 @@ def kl_distill(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor
 
 def modality_dropout(present: dict[str, torch.Tensor], p: float, u_B: torch.Tensor
                      ) -> dict[str, torch.Tensor]:
-    """Drop each *available* modality with probability p, keeping at least one (METHOD.md §3).
+    """Drop each *available* modality with probability p, keeping at least one.
 
     `u_B` holds one uniform number in [0, 1) per sample. The kept subset S ⊆ A (A = available,
     S ≠ ∅) is chosen with probability ∝ (1-p)^|S| p^|A\\S|, i.e. the law of independent drops

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,20 +30,20 @@ import torch
 from torch import nn
 
 from mmkd import config as C
-from mmkd.datasets.manifest import Sample, read_all
+from mmkd.datasets.manifest import read_all
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import Extractor, create_extractor, get_spec
 from mmkd.extract.inputs import InputBuilder
-from mmkd.extract.runner import decode_loader_options
 from mmkd.extract.sampling import ClipSampler
 from mmkd.files import sha256_file, write_safetensors
 from mmkd.train import checkpoint as ckpt
-from mmkd.train.augment import Augment, resolve_hflip, sample_rng
-from mmkd.train.finetune import NO_DECAY_SUFFIXES
-from mmkd.train.finetune_data import RawClips, RawInputs, collate
+from mmkd.train.augment import Augment, resolve_hflip
+from mmkd.train.finetune_data import RawClips
+from mmkd.train.finetune_model import NO_DECAY_SUFFIXES
 from mmkd.train.loop import FitResult, ProgressFn
 from mmkd.train.methods import BaselineMethod
 from mmkd.train.methods.base import NoConfig
+from mmkd.train.pretrain_data import ClipBatches, DecodedClips, decode_split
 from mmkd.train.runs import TRAIN_SPLIT, VAL_SPLIT, fit_run
 
 PRETRAINED_DIR = "pretrained"
@@ -93,98 +93,6 @@ class PretrainMethod(BaselineMethod):
     classifier's logits."""
 
     name = "pretrain"
-
-
-# ------------------------------------------------------------------------------- the data
-class DecodedClips(torch.utils.data.Dataset):
-    """Clips decoded once and held in RAM (float16, integer ids as they are); augmentation is
-    applied on every read.
-
-    Same item format as stage 3's `RawClips`: (index, {modality: inputs}, {modality: reason})."""
-
-    def __init__(self, modality: str, tensors: dict[str, dict[str, torch.Tensor]],
-                 augment: Augment | None, seed: int):
-        self.modality, self.tensors, self.augment, self.seed = modality, tensors, augment, seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.tensors)
-
-    def __getitem__(self, i: int) -> tuple[int, dict[str, Any], dict[str, str]]:
-        x = {k: v.float() if v.is_floating_point() else v for k, v in self.tensors[i].items()}
-        if self.augment is not None:
-            x = self.augment(x, sample_rng(self.seed, self.epoch, i))
-        return i, {self.modality: x}, {}
-
-
-def decode_split(samples: list[Sample], indices: np.ndarray, build: InputBuilder, workers: int,
-                 progress: Callable[[int], None] | None = None
-                 ) -> tuple[dict[int, dict[str, torch.Tensor]], Counter]:
-    """{sample index: inputs, floats as float16} for `indices`, decoded in worker processes; failed
-    samples are left out and their reasons counted."""
-    clips = RawClips(samples, {build.modality: build}, None, seed=0)
-    loader = torch.utils.data.DataLoader(
-        clips, batch_sampler=[indices[i:i + 16].tolist() for i in range(0, len(indices), 16)],
-        collate_fn=_as_list, **decode_loader_options(workers, clips, prefetch=4))
-    out: dict[int, dict[str, torch.Tensor]] = {}
-    failures: Counter = Counter()
-    for items in loader:
-        for i, inputs, reasons in items:
-            x = inputs[build.modality]
-            if x is None:
-                failures[reasons[build.modality]] += 1
-            else:
-                out[i] = {k: v.half() if v.is_floating_point() else v for k, v in x.items()}
-        if progress is not None:
-            progress(len(items))
-    return out, failures
-
-
-class ClipBatches:
-    """Minibatches for `fit` from a manifest split: {index, tokens: {modality: RawInputs},
-    present, labels}; the order is a function of (seed, epoch), the last partial batch of a
-    shuffled split is dropped (as `CacheBatches` does)."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset, indices: np.ndarray,
-                 labels: dict[str, np.ndarray], modality: str, batch_size: int, shuffle: bool,
-                 seed: int, workers: int = 0):
-        self.dataset, self.indices, self.labels = dataset, np.asarray(indices), labels
-        self.modality, self.batch_size, self.shuffle, self.seed = modality, batch_size, shuffle, seed
-        self.workers, self.epoch = workers, 0
-        self.failures: Counter = Counter()  # media that failed to decode while streaming
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.indices)
-        return n // self.batch_size if self.shuffle else -(-n // self.batch_size)
-
-    def batch_indices(self) -> list[np.ndarray]:
-        idx = self.indices
-        if self.shuffle:
-            idx = np.random.default_rng([self.seed, 0x70726574, self.epoch]).permutation(idx)
-        return [np.sort(idx[i * self.batch_size:(i + 1) * self.batch_size])
-                for i in range(len(self))]
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        self.dataset.epoch = self.epoch
-        self.failures = Counter()  # this pass only: a broken clip counts once, not per epoch
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[b.tolist() for b in self.batch_indices()],
-            collate_fn=collate, **decode_loader_options(self.workers, self.dataset))
-        for idx, raw, present, reasons in loader:
-            self.failures.update(reasons)
-            keep = present[self.modality]
-            if not keep.all():  # media that failed to decode while streaming: leave them out
-                idx, rows = idx[keep.numpy()], keep.nonzero().squeeze(1)
-                raw = {self.modality: RawInputs(raw[self.modality].select(rows))}
-            if len(idx) == 0:
-                continue
-            index = torch.from_numpy(idx)
-            yield {"index": index, "tokens": raw,
-                   "present": {self.modality: torch.ones(len(idx), dtype=torch.bool)},
-                   "labels": {h: torch.from_numpy(v[idx]) for h, v in self.labels.items()}}
 
 
 # ------------------------------------------------------------------------------- entry points
@@ -339,7 +247,3 @@ def export_extractor(ckpt_dir: Path, path: Path) -> Path:
     sd = {k[len("extractor."):]: v for k, v in best.items() if k.startswith("extractor.")}
     # the cache records this file's sha256 as provenance: one metadata entry (see the writer)
     return write_safetensors(path, sd, {"format": "mmkd-extractor"})
-
-
-def _as_list(items: list) -> list:
-    return items

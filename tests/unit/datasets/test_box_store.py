@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mmkd.datasets import box_store
-from mmkd.datasets.box_store import BoxStore, index_boxes, open_store, prepare_store
-from mmkd.datasets.boxes import load_box_file, read_boxes
+from mmkd.datasets.box_store import BoxStore, index_boxes, open_store, prepare_store, read_boxes
+from mmkd.datasets.boxes import load_box_file
 from mmkd.errors import MmkdError
 
 EXCERPT = Path(__file__).parents[2] / "fixtures" / "something_else_excerpt.json"  # real file's first frames

@@ -7,7 +7,8 @@ import json
 import h5py
 import numpy as np
 import pytest
-from test_epic100_fixture_format import (
+
+from helpers.epic_csv import (
     HEADER,
     VERBS,
     VIDEOS,
@@ -17,7 +18,6 @@ from test_epic100_fixture_format import (
     write_csv,
     write_epic,
 )
-
 from mmkd.datasets import epic100
 from mmkd.datasets.manifest import manifest_hash, read_all, read_split, resolve
 from mmkd.registry import datasets

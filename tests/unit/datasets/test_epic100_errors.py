@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 
 import pytest
-from test_epic100_fixture_format import HEADER, train_rows, write_csv, write_epic
 
+from helpers.epic_csv import HEADER, train_rows, write_csv, write_epic
 from mmkd.datasets import epic100
 from mmkd.errors import MmkdError
 

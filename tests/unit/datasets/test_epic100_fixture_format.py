@@ -1,8 +1,8 @@
 """The tiny EPIC-format fixture every EPIC test builds, and a check that it matches the real files.
 
-`write_epic` writes the six official annotation files into a folder. The format test compares
-its headers and value shapes with the real excerpts in /work/shared/samples (skipped when
-absent) and runs the real validation excerpt and class files through the parser.
+`helpers.epic_csv.write_epic` writes the six official annotation files into a folder; this
+test compares its headers and value shapes with the real excerpts in tests/fixtures/samples and
+runs the real validation excerpt and class files through the parser.
 """
 
 from __future__ import annotations
@@ -11,74 +11,11 @@ import csv
 import re
 from pathlib import Path
 
-import pytest
-
+from helpers.epic_csv import write_epic
 from mmkd.datasets import epic100
 
-SAMPLES = Path("/work/shared/samples/epic100")
-HEADER = epic100.SEGMENT_COLUMNS
-VERBS = [("take", ["take", "pick-up"]), ("put", ["put", "put-down"]), ("wash", ["wash", "rinse"])]
-NOUNS = [("plate", ["plate", "dish"]), ("cup", ["cup", "mug"]), ("knife", ["knife"]),
-         ("jar", ["jar"])]
-VIDEOS = [("P01_01", 59.9400599400599), ("P01_101", 50.0), ("P02_01", 59.9400599400599),
-          ("P18_01", 59.9400599400599)]
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "samples" / "epic100"
 
-
-def timestamp(seconds: float, decimals: int = 2) -> str:
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{int(h):02d}:{int(m):02d}:{s:0{3 + decimals}.{decimals}f}"
-
-
-def segment(vid: str, idx: int, verb: int, noun: int, start: float, fps: int) -> list[str]:
-    stop = start + 1.5
-    verb_word, noun_word = VERBS[verb][1][idx % 2], NOUNS[noun][1][0]
-    return [f"{vid}_{idx}", vid.split("_")[0], vid, timestamp(start + 0.2, 3), timestamp(start),
-            timestamp(stop), str(max(1, int(start * fps))), str(int(stop * fps)),
-            f"{verb_word} {noun_word}", verb_word, str(verb), noun_word, str(noun),
-            f"['{noun_word}']", f"[{noun}]"]
-
-
-def train_rows() -> list[list[str]]:
-    """20 segments per training video, nouns 0..2 only (noun 3, jar, is validation-only)."""
-    rows = []
-    for vid, fps in (("P01_01", 60), ("P01_101", 50)):
-        rows += [segment(vid, i, i % 3, i % 3, 2.0 * i, fps) for i in range(20)]
-    return rows
-
-
-def validation_rows() -> list[list[str]]:
-    """P02 (seen) and P18 (unseen); two jar segments that pruning must drop."""
-    return [segment("P02_01", i, i % 3, i % 3, 2.0 * i, 60) for i in range(4)] + [
-        segment("P18_01", 0, 0, 3, 0.0, 60), segment("P18_01", 1, 1, 0, 2.0, 60),
-        segment("P18_01", 2, 1, 3, 4.0, 60)]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-def write_epic(folder: Path, train: list[list[str]] | None = None,
-               validation: list[list[str]] | None = None) -> Path:
-    """The six official annotation files, tiny; rows can be replaced to inject errors."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_csv(folder / epic100.TRAIN_CSV, HEADER, train_rows() if train is None else train)
-    write_csv(folder / epic100.VALIDATION_CSV, HEADER,
-              validation_rows() if validation is None else validation)
-    for name, classes in ((epic100.VERB_CSV, VERBS), (epic100.NOUN_CSV, NOUNS)):
-        write_csv(folder / name, ["id", "key", "instances", "category"],
-                  [[str(i), k, str(inst), "misc"] for i, (k, inst) in enumerate(classes)])
-    write_csv(folder / epic100.VIDEO_INFO_CSV, ["video_id", "duration", "fps", "resolution"],
-              [[v, "120.0", str(fps), "456x256"] for v, fps in VIDEOS])
-    write_csv(folder / epic100.UNSEEN_CSV, ["participant_id"], [["P18"]])
-    return folder
-
-
-needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="no real-format samples here")
 
 
 def _header(path: Path) -> list[str]:
@@ -86,7 +23,6 @@ def _header(path: Path) -> list[str]:
         return next(csv.reader(fh))
 
 
-@needs_samples
 def test_fixture_headers_match_the_real_files(tmp_path):
     ann = write_epic(tmp_path)
     real = {epic100.VALIDATION_CSV: "EPIC_100_validation_head200.csv"}
@@ -95,7 +31,6 @@ def test_fixture_headers_match_the_real_files(tmp_path):
         assert _header(ann / name) == _header(SAMPLES / real.get(name, name)), name
 
 
-@needs_samples
 def test_fixture_values_have_the_real_shapes(tmp_path):
     """Same timestamp decimals, list syntax and id pattern as the real validation rows."""
     ann = write_epic(tmp_path)
@@ -112,7 +47,6 @@ def test_fixture_values_have_the_real_shapes(tmp_path):
                     assert re.fullmatch(pattern, row[column]), (path.name, column, row[column])
 
 
-@needs_samples
 def test_the_parser_reads_the_real_excerpts(tmp_path):
     verbs = epic100.read_classes(SAMPLES / epic100.VERB_CSV, "verb")
     nouns = epic100.read_classes(SAMPLES / epic100.NOUN_CSV, "noun")

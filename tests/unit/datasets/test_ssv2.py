@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from mmkd.datasets import ssv2
-from mmkd.datasets.boxes import read_boxes
+from mmkd.datasets.box_store import read_boxes
 from mmkd.datasets.manifest import read_all
 from mmkd.errors import MmkdError
 from mmkd.registry import datasets
 
-SAMPLES = Path("/work/shared/samples/ssv2")
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "samples" / "ssv2"
 LABELS = {"Putting something into something": "0", "Something falling like a rock": "1",
           "Pushing something from left to right": "2"}
 
@@ -132,7 +132,6 @@ def test_duplicated_id_and_bad_json(tmp_path):
         ssv2.split_name(tmp_path / "annotations.json")
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="no real-format samples here")
 def test_real_excerpts(tmp_path):
     """The fixture's shapes are the real ones: 174 labels, 200 validation entries, real boxes."""
     names = ssv2.read_labels(SAMPLES / "something-something-v2-labels.json")

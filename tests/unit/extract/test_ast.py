@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import wave
 
-import extract_media as em
 import numpy as np
 import pytest
 import torch
 import torchaudio
 
+from helpers import extract_media as em
 from mmkd.extract.extractors import create_extractor
 from mmkd.extract.extractors.ast import resample_pos_embed
 from mmkd.extract.readers import audio

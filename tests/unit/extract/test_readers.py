@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-import extract_media as em
 import numpy as np
 import pytest
 import torch
 
+from helpers import extract_media as em
 from mmkd.extract.readers import audio, detection, flow, video
 from mmkd.extract.sampling import ClipSampler, MediaError
 

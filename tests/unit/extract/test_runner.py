@@ -4,11 +4,11 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import extract_media as em
 import numpy as np
 import pytest
 import torch
 
+from helpers import extract_media as em
 from mmkd.cache import Cache, ProvenanceError
 from mmkd.datasets.manifest import read_all
 from mmkd.errors import MmkdError

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from extract_media import dummy_inputs
 
+from helpers.extract_media import dummy_inputs
 from mmkd.extract.extractors import create_extractor, get_spec
 
 torch.set_num_threads(1)

@@ -4,12 +4,12 @@ detection reader's inputs match the official ones."""
 
 import json
 
-import extract_media as em
 import numpy as np
-import official_stlt as off
 import pytest
 import torch
 
+from helpers import extract_media as em
+from helpers import official_stlt as off
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor, get_spec
 from mmkd.extract.extractors.base import _BUILDERS

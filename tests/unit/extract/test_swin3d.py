@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-from test_weights import official_swin_keys
 
+from helpers.official_swin import official_swin_keys
 from mmkd.extract.extractors import create_extractor
 from mmkd.extract.extractors.swin3d import swin_arch
 

@@ -6,7 +6,7 @@ from mmkd.extract.theta import n_out, theta_average, theta_groups
 
 
 def loop_theta_average(tokens_KD: np.ndarray, theta: int) -> np.ndarray:
-    """METHOD.md §2 written as a direct loop: the reference."""
+    """Θ-Average written as a direct loop: the reference."""
     k = len(tokens_KD)
     if k <= theta:
         return tokens_KD.copy()

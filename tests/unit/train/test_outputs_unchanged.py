@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_cache_fixture import STUDENT, TEACHER, build_cache, fill, samples
 
+from helpers.train_cache import STUDENT, TEACHER, build_cache, fill, samples
 from mmkd.cache import Cache
 from mmkd.config import run_preset
 from mmkd.train.stage2 import distill, train_teacher

@@ -1,7 +1,6 @@
 """mmkd.train.pretrain: extractors trained on the run's own clips, exported for `mmkd extract`."""
 
 import copy
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -10,23 +9,18 @@ import pytest
 import torch
 import yaml
 
+from helpers import extract_media as em
 from mmkd import config as C
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor
 from mmkd.train.pretrain import (
-    ClipBatches,
-    DecodedClips,
     ExtractorClassifier,
     default_extractors,
     input_key,
     prepare_inputs,
     train_extractor,
 )
-
-_spec = importlib.util.spec_from_file_location(
-    "extract_media", Path(__file__).parents[1] / "extract" / "extract_media.py")
-em = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(em)
+from mmkd.train.pretrain_data import ClipBatches, DecodedClips
 
 
 @pytest.fixture(scope="module")

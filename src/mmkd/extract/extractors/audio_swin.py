@@ -1,4 +1,4 @@
-"""The Swin-B audio teacher (METHOD.md §2): Video Swin-B (Kinetics-400) on a "video" whose frames
+"""The Swin-B audio teacher: Video Swin-B (Kinetics-400) on a "video" whose frames
 are log-mel spectrogram windows, one around each sampled RGB frame (see
 `mmkd.extract.readers.audio.mel_windows`), replicated to 3 channels.
 

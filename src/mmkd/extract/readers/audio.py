@@ -5,7 +5,7 @@ Two views of the same waveform (both Kaldi log-mel fbanks, 10 ms shift, AST norm
   - `fbank_clip`: one spectrogram of `target_frames` frames around the clip, for AST, padded as
     the official AST pads (raw fbank, then normalisation);
   - `mel_windows`: one `window_s` spectrogram window around each sampled RGB frame, resized to an
-    image, i.e. a "video" of spectrograms for the Swin-B audio teacher (METHOD.md §2).
+    image, i.e. a "video" of spectrograms for the Swin-B audio teacher.
 `mel_windows` pads with silence where it reads outside the file; a clip whose sampled moments
 lie past the end of the audio is "too short" (MediaError).
 """

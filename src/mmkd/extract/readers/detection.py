@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mmkd.datasets.boxes import read_boxes
+from mmkd.datasets.box_store import read_boxes
 from mmkd.datasets.manifest import Sample
 from mmkd.errors import MmkdError
 from mmkd.extract.sampling import Clip, ClipSampler, MediaError, has_segment

@@ -2,7 +2,7 @@
 
 Flow frame j is computed between RGB frames (j-1)·stride+1 and j·stride+1, so the clip's RGB
 indices map to flow indices with `Clip.flow_idx(stride)`. Grey levels go back to pixels with
-`mmkd.flow.quantize.dequantize` (the one EPIC ±20 px mapping of mmkd) and are divided by the
+`mmkd.datasets.flow_format.dequantize` (the one EPIC ±20 px mapping of mmkd) and are divided by the
 20 px bound, so the network sees u and v in [-1, 1] (the same as mmaction2's flow
 normalisation mean = std = 128 on grey levels) and a zero third channel.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mmkd.datasets.flow_format import BOUND, dequantize
 from mmkd.datasets.manifest import Sample
 from mmkd.extract.readers.image import resize_crop
 from mmkd.extract.readers.video import _read_jpegs
 from mmkd.extract.sampling import Clip, ClipSampler, MediaError, has_segment
-from mmkd.flow.quantize import BOUND, dequantize
 
 
 def read_flow_folder(folder: Path, template: str, stride: int, sample: Sample,

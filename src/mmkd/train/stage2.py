@@ -186,15 +186,9 @@ def distill(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
     if method not in student_methods():
         raise MmkdError(f"--method {method!r}: use one of {', '.join(student_methods())}")
     mods = _subset(modalities, cfg)
-    if method == "mst":  # three stages, each resumable (the CLI shows one bar per stage)
-        from mmkd.train.mst_stages import stages
-
-        todo, run = stages(cache_path, cfg, mst_target(mods), Path(out_dir), device, resume,
-                           checkpoint_every, in_ram)
-        for stage in todo:
-            if not stage.done():
-                stage.run(progress)
-        return run.result
+    if method == "mst":  # mst_stages builds on this module: its runner is called from above
+        raise MmkdError("MST-Distill trains in three stages: run `mmkd distill --method mst` "
+                        "or mmkd.train.mst_stages.stages()")
     cache = Cache.open(cache_path, mode="r")
     result, _, _ = _train(cache, cfg, "student", method, mods, Path(out_dir), device, progress,
                           resume, checkpoint_every, in_ram, {})

@@ -2,27 +2,20 @@
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from helpers.e2e_student import THETA, B, T
+from helpers.e2e_student import batch as _batch
+from helpers.e2e_student import extractor as _extractor
 from mmkd.errors import MmkdError
-from mmkd.extract.extractors import create_extractor, get_spec
-from mmkd.extract.readers.detection import VOCABULARIES, random_layout
+from mmkd.extract.extractors import create_extractor
 from mmkd.extract.theta import n_out
 from mmkd.models import ModelSpec
 from mmkd.train.finetune import finetune_recipe
 from mmkd.train.finetune_data import RawInputs, collate
 from mmkd.train.finetune_model import EndToEndStudent, enable_grad_checkpointing
-
-T, THETA, B = 4, 3, 5
-
-
-def _extractor(name: str, **arch):
-    spec = get_spec(name)
-    return create_extractor(name, random_init=True, arch={**spec.arch, **arch}) \
-        .requires_grad_(True)
 
 
 def _model(accum: int = 1) -> EndToEndStudent:
@@ -34,21 +27,6 @@ def _model(accum: int = 1) -> EndToEndStudent:
     spec = ModelSpec(modalities=mods, heads={"verb": 3}, width=16, layers=1, n_heads=2,
                      mlp_hidden=16)
     return EndToEndStudent(spec, ext, {m: THETA for m in ext}, accum_steps=accum)
-
-
-def _batch(seed: int = 0) -> tuple[dict, dict]:
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    clips = [random_layout(rng, T, VOCABULARIES["something_else"], 4) for _ in range(B)]
-    layout = {k: torch.from_numpy(np.stack([c[k] for c in clips])) for k in clips[0]}
-    layout["categories"][:, :, 1:][torch.rand(B, T + 1, 4, generator=g) < 0.3] = 0  # padding
-    tokens = {"video": RawInputs(frames=torch.randn(B, 3, T, 32, 32, generator=g)),
-              "audio": RawInputs(fbank=torch.randn(B, 48, 32, generator=g)),
-              "detection": RawInputs(layout),
-              "flow": torch.randn(B, THETA, 8, generator=g)}
-    present = {m: torch.ones(B, dtype=torch.bool) for m in tokens}
-    present["audio"][1] = False
-    return tokens, present
 
 
 def _grads(model) -> dict[str, torch.Tensor]:

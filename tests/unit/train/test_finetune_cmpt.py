@@ -5,8 +5,10 @@ import copy
 
 import pytest
 import torch
-from test_finetune_model import THETA, T, _batch, _extractor
 
+from helpers.e2e_student import THETA, T
+from helpers.e2e_student import batch as _batch
+from helpers.e2e_student import extractor as _extractor
 from mmkd.extract.theta import n_out
 from mmkd.models import ModelSpec
 from mmkd.train.finetune import EndToEndStudent

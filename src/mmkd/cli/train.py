@@ -93,7 +93,11 @@ def register(app: typer.Typer) -> None:
                          "cross-modal teacher, e.g. audio.")] = None,
                 features: Annotated[bool, typer.Option(
                     "--features", help="Also write its pooled per-modality features "
-                                       "(N, width) float16 into the cache.")] = False) -> None:
+                                       "(N, width) float16 into the cache.")] = False,
+                kv: Annotated[bool, typer.Option(
+                    "--kv", help="Also write its last block's normalised per-head Kᵀ V per "
+                                 "modality (N, width²/heads) float16, the source side of "
+                                 "dcat.")] = False) -> None:
         """Train KARMMA_T (best epoch on `val`) and write its logits for every sample into the
         cache, for `mmkd distill`."""
         from mmkd.train import distributed as D
@@ -107,7 +111,8 @@ def register(app: typer.Typer) -> None:
             res = train_teacher(run.cache_path, run.cfg, out_dir, device=device,
                                 progress=on_event, resume=not restart,
                                 checkpoint_every=checkpoint_every, in_ram=in_ram,
-                                teacher_id=name, modalities=wanted, write_features=features)
+                                teacher_id=name, modalities=wanted, write_features=features,
+                                write_kv=kv)
         heads = ", ".join(f"{h} {n}×{c}" for h, (n, c) in res.logits_shapes.items())
         _summary(name, out_dir, res.fit,
                  {"teacher logits": f"{run.cache_path}/teachers/{name} ({heads})"})
@@ -118,8 +123,10 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option(
             help="karmma (KARMMA_S), baseline (CE only, no dropout, no tokens), "
                  "baseline-delta (CE + modality dropout + B5 tokens), kd (Hinton KD from the "
-                 "cached teacher) or dml (two students learning from each other); settings "
-                 "under methods.NAME in mmkd.yaml.")] = "karmma",
+                 "cached teacher), dml (two students learning from each other) or dcat "
+                 "(a unimodal student aligned to a cached source modality's attention, "
+                 "--modalities B --set methods.dcat.source=A); settings under methods.NAME in "
+                 "mmkd.yaml.")] = "karmma",
         modalities: Annotated[str | None, typer.Option(
             help="Comma-separated subset of data.modalities, e.g. video (KARMMA_V).")] = None,
         set_: SetOpt = None, device: DeviceOpt = None, restart: RestartOpt = False,

@@ -7,9 +7,10 @@
   baseline-delta   CE only, modality dropout + B5
   kd               Hinton KD: CE + T²·KL at temperature T from one cached teacher, no dropout
   dml              deep mutual learning: two students, each CE + KL to the other, no teacher
+  dcat             D-CAT: a unimodal student, CE + λ·‖n(K_Bᵀ V_B) − n(K_Aᵀ V_A)‖ to a cached source
 """
 
-from mmkd.train.methods import baselines, dml, karmma, kd, teacher  # noqa: F401  (register)
+from mmkd.train.methods import baselines, dcat, dml, karmma, kd, teacher  # noqa: F401  (register)
 from mmkd.train.methods.base import (
     BatchNeeds,
     DropoutDraws,

@@ -113,12 +113,12 @@ def _train(cache, cfg: C.RunConfig, role: str, method_name: str, modalities: lis
 
 def check_teachers(cache, needs: BatchNeeds, heads: dict[str, int]) -> None:
     """Every teacher output the method reads is in the cache (errors point to `train teacher`)."""
+    for kind in ("kv", "features"):  # first: their fix names the flag that writes them too
+        for t, m in getattr(needs, kind):
+            cache.require_teacher_output(t, kind, m)
     for t in needs.logits:
         for head in heads:
             cache.require_teacher_output(t, "logits", head)
-    for kind in ("features", "kv"):
-        for t, m in getattr(needs, kind):
-            cache.require_teacher_output(t, kind, m)
 
 
 def teacher_dir(run_dir: Path, teacher_id: str) -> Path:

@@ -188,6 +188,9 @@ def test_dcat_from_a_unimodal_source_teacher_then_eval(run_dir, monkeypatch):
     assert res.exit_code == 0, res.output
     rows = json.loads((run_dir / "reports" / "subsets.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"D-CAT (V)", "KD (V)"}
+    (table,) = (run_dir / "reports").glob("unimodal_*.json")
+    rows = json.loads(table.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["D-CAT", "KD"] and all(r["V"] >= 0 for r in rows)
 
     res = runner.invoke(app, ["train", "teacher", "--name", "audio32", "--modalities", "audio",
                               "--kv", *FAST])  # width 32: 8 heads of 4 dims

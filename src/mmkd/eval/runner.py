@@ -29,7 +29,7 @@ ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
 # The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
 PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}
 ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]  # registered methods follow, by name
-REPORT_ORDER = ["subsets_", "robustness_", "subsets", "missing_rate_", "missing_rate", "seen_unseen",
+REPORT_ORDER = ["subsets_", "unimodal_", "robustness_", "subsets", "missing_rate_", "missing_rate", "seen_unseen",
                 "efficiency", "ablation_tokens", "ablation_strategies"]
 
 
@@ -173,6 +173,9 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
         long = protocols.subsets_table(evaluated, modalities, data.labels, data.split)
         long.notes.append(majority_note)
         tables += [pivot, long]
+        unimodal = protocols.unimodal_table(evaluated, modalities, data.labels, data.split)
+        if unimodal is not None:
+            tables.append(unimodal)
         robust = protocols.robustness_table(evaluated, modalities, data.labels, data.split)
         if robust is not None:
             tables.append(robust)

@@ -154,3 +154,50 @@ def test_named_unimodal_teacher_with_features_then_kd_and_dml_in_eval(run_dir, m
     assert isinstance(res.exception, MmkdError) and not (run_dir / "x").exists()
     res = runner.invoke(app, ["distill", "--method", "teacher", *FAST])
     assert isinstance(res.exception, MmkdError) and "dml" in str(res.exception)
+
+
+def test_dcat_from_a_unimodal_source_teacher_then_eval(run_dir, monkeypatch):
+    """`train teacher --modalities audio --name audio --kv`, then a D-CAT student on video with
+    `--set methods.dcat.source=audio`; a source whose attention differs is one clear error."""
+    monkeypatch.chdir(run_dir)
+    res = runner.invoke(app, ["train", "teacher", "--name", "audio", "--modalities", "audio",
+                              "--kv", *FAST, "--set", "teacher.fusion.width=64"])
+    assert res.exit_code == 0, res.output
+    cache = Cache.open(run_dir / "cache.zarr")
+    kv = cache.teacher_features("audio", "audio", "kv").astype(np.float32)
+    present = cache.array("audio", TEACHER["audio"], "present")[:]
+    assert kv.shape == (N, 8 * 8 * 8)  # 8 heads of 64 / 8 dims
+    np.testing.assert_allclose(np.linalg.norm(kv[present], axis=1), 1, atol=1e-2)
+    assert not kv[~present].any()  # audio missing: nothing to align
+
+    res = runner.invoke(app, ["distill", "--method", "dcat", "--modalities", "video",
+                              "--set", "methods.dcat.source=audio", *FAST])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((run_dir / "students" / "dcat-video" / "meta.json").read_text())
+    assert meta["modalities"] == ["video"] and meta["method_config"] == {
+        "source": "audio", "teacher": "", "ca_weight": 1.0, "masked": True}
+    assert meta["teacher_provenance"]["features"] == {"audio": TEACHER["audio"]}
+    epochs = (run_dir / "students" / "dcat-video" / "metrics.jsonl").read_text().splitlines()
+    assert "loss_ca" in epochs[-1]
+    res = runner.invoke(app, ["distill", "--method", "kd", "--modalities", "video",
+                              "--set", "methods.kd.teacher=audio", *FAST])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["eval", "--protocol", "subsets", "--models", "dcat-video,kd-video"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((run_dir / "reports" / "subsets.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"D-CAT (V)", "KD (V)"}
+    (table,) = (run_dir / "reports").glob("unimodal_*.json")
+    rows = json.loads(table.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["D-CAT", "KD"] and all(r["V"] >= 0 for r in rows)
+
+    res = runner.invoke(app, ["train", "teacher", "--name", "audio32", "--modalities", "audio",
+                              "--kv", *FAST])  # width 32: 8 heads of 4 dims
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["distill", "--method", "dcat", "--modalities", "flow", "--set",
+                              "methods.dcat.source=audio", "--set", "methods.dcat.teacher=audio32",
+                              *FAST])
+    assert isinstance(res.exception, MmkdError) and \
+        "--set teacher.fusion.width=64 --set teacher.fusion.heads=8" in str(res.exception)
+    res = runner.invoke(app, ["distill", "--method", "dcat", "--modalities", "flow", "--set",
+                              "methods.dcat.source=video", *FAST])  # no teacher `video`
+    assert isinstance(res.exception, MmkdError) and "--name video --kv" in str(res.exception)

@@ -58,8 +58,9 @@ def export_h5(cache: Cache, out: str | Path,
             for head in cache.heads:
                 if (cache.path / "teachers" / teacher / "logits" / head / "zarr.json").exists():
                     t.create_dataset(f"logits/{head}", data=cache.teacher_logits(teacher, head))
-            for m in cache.teacher_feature_modalities(teacher):
-                t.create_dataset(f"features/{m}", data=cache.teacher_features(teacher, m))
+            for kind in ("features", "kv"):
+                for m in cache.teacher_feature_modalities(teacher, kind):
+                    t.create_dataset(f"{kind}/{m}", data=cache.teacher_features(teacher, m, kind))
     return out
 
 
@@ -99,8 +100,9 @@ def import_h5(src: str | Path, cache_path: str | Path,
             prov = json.loads(t.attrs.get("provenance", "{}"))
             for head in t.get("logits", {}):
                 cache.write_teacher_logits(teacher, head, t[f"logits/{head}"][:], prov)
-            cache.write_teacher_features(teacher, {m: t[f"features/{m}"][:]
-                                                   for m in t.get("features", {})})
+            for kind in ("features", "kv"):
+                cache.write_teacher_features(teacher, {m: t[f"{kind}/{m}"][:]
+                                                       for m in t.get(kind, {})}, kind)
     return cache
 
 

@@ -28,14 +28,16 @@ if TYPE_CHECKING:
 class BatchNeeds:
     """What a batch must carry besides index, tokens, present and labels, read from
     `teachers/<id>/` of the cache: `batch["teachers"][id]["logits"][head]` (B, C) and
-    `batch["teachers"][id]["features"][modality]` (B, d)."""
+    `batch["teachers"][id]["features"][modality]` (B, d) and
+    `batch["teachers"][id]["kv"][modality]` (B, H·dh·dh)."""
 
     logits: tuple[str, ...] = ()  # teacher ids
     features: tuple[tuple[str, str], ...] = ()  # (teacher id, modality)
+    kv: tuple[tuple[str, str], ...] = ()  # (teacher id, modality)
 
     @property
     def teachers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys([*self.logits, *(t for t, _ in self.features)]))
+        return tuple(dict.fromkeys([*self.logits, *(t for t, _ in (*self.features, *self.kv))]))
 
 
 class CacheBatches:
@@ -67,8 +69,9 @@ class CacheBatches:
             self.teachers[t] = {
                 "logits": ({h: torch.from_numpy(cache.teacher_logits(t, h)) for h in cache.heads}
                            if t in needs.logits else {}),
-                "features": {m: torch.from_numpy(cache.teacher_features(t, m))
-                             for tt, m in needs.features if tt == t}}
+                **{kind: {m: torch.from_numpy(cache.teacher_features(t, m, kind))
+                          for tt, m in getattr(needs, kind) if tt == t}
+                   for kind in ("features", "kv")}}
         if tokens_dtype not in (torch.float32, torch.float16):
             raise MmkdError(f"tokens_dtype {tokens_dtype}: use torch.float32 or torch.float16")
         np_dtype = np.float32 if tokens_dtype == torch.float32 else np.float16

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from mmkd.cache.writer import FeatureWriter
     from mmkd.datasets.manifest import Sample
 
+# teachers/<id>/<kind>/<name>: what each kind holds and the `mmkd train teacher` flag writing it
+TEACHER_ARRAYS = {"logits": ("logits", ""), "features": ("pooled features", " --features"),
+                  "kv": ("attention Kᵀ V products", " --kv")}
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     with open(path) as fh:
@@ -268,22 +272,25 @@ class Cache:
         return sorted(p.name for p in root.iterdir() if (p / "zarr.json").exists()) \
             if root.is_dir() else []
 
-    def write_teacher_features(self, teacher_id: str, features: dict[str, np.ndarray]) -> None:
-        """Replace the teacher's pooled per-modality features, (N, d) float16 each (an empty
-        dict removes them, so a retrained teacher never leaves stale ones behind). Write the
-        logits first: they create the teacher group and its provenance."""
+    def write_teacher_features(self, teacher_id: str, features: dict[str, np.ndarray],
+                               kind: str = "features") -> None:
+        """Replace one kind of the teacher's per-modality arrays, (N, ·) float16 each (an empty
+        dict removes them, so a retrained teacher never leaves stale ones behind): `features`,
+        its pooled output tokens (N, d); `kv`, its last block's normalised per-head Kᵀ V
+        (N, H·dh·dh). Write the logits first: they create the teacher group and provenance."""
         if self.mode != "r+":
             raise MmkdError(f"{self.path}: opened read-only; open with mode='r+' to write")
+        assert kind in TEACHER_ARRAYS and kind != "logits", kind
         self.teacher_provenance(teacher_id)
-        shutil.rmtree(self.path / "teachers" / teacher_id / "features", ignore_errors=True)
+        shutil.rmtree(self.path / "teachers" / teacher_id / kind, ignore_errors=True)
         if not features:
             return
         group = zarr.open_group(str(self.path), mode="r+").require_group(
-            f"teachers/{teacher_id}/features")
+            f"teachers/{teacher_id}/{kind}")
         for modality, z_Nd in features.items():
             S.check_name("modality", modality)
             if z_Nd.ndim != 2 or z_Nd.shape[0] != self.n:
-                raise MmkdError(f"teacher features for {modality!r} have shape {z_Nd.shape}, "
+                raise MmkdError(f"teacher {kind} for {modality!r} have shape {z_Nd.shape}, "
                                 f"expected ({self.n}, d)")
             arr = group.create_array(modality, shape=z_Nd.shape, dtype="float16",
                                      chunks=(min(self.n, 4096), z_Nd.shape[1]), compressors=None)
@@ -292,8 +299,7 @@ class Cache:
     def _teacher_array(self, teacher_id: str, kind: str, name: str) -> Path:
         path = self.path / "teachers" / teacher_id / kind / name
         if not (path / "zarr.json").exists():
-            what = "logits" if kind == "logits" else "pooled features"
-            flag = "" if kind == "logits" else " --features"
+            what, flag = TEACHER_ARRAYS[kind]
             name_opt = "" if teacher_id == "teacher" else f" --name {teacher_id}"
             raise MmkdError(f"{self.path}: no {what} of teacher {teacher_id!r} for "
                             f"{'head' if kind == 'logits' else 'modality'} {name!r} (teachers: "
@@ -309,14 +315,16 @@ class Cache:
         path = self._teacher_array(teacher_id, "logits", head)
         return np.asarray(zarr.open_array(str(path), mode="r")[:], dtype=np.float32)
 
-    def teacher_feature_modalities(self, teacher_id: str) -> list[str]:
-        root = self.path / "teachers" / teacher_id / "features"
+    def teacher_feature_modalities(self, teacher_id: str, kind: str = "features") -> list[str]:
+        root = self.path / "teachers" / teacher_id / kind
         return sorted(p.name for p in root.iterdir() if (p / "zarr.json").exists()) \
             if root.is_dir() else []
 
-    def teacher_features(self, teacher_id: str, modality: str) -> np.ndarray:
-        """(N, d) float16: the teacher's pooled output token of this modality per sample."""
-        path = self._teacher_array(teacher_id, "features", modality)
+    def teacher_features(self, teacher_id: str, modality: str, kind: str = "features"
+                         ) -> np.ndarray:
+        """(N, ·) float16 of this modality: the pooled output token (`features`, (N, d)) or the
+        normalised per-head Kᵀ V (`kv`, (N, H·dh·dh))."""
+        path = self._teacher_array(teacher_id, kind, modality)
         return np.asarray(zarr.open_array(str(path), mode="r")[:], dtype=np.float16)
 
     def teacher_provenance(self, teacher_id: str) -> dict[str, Any]:

@@ -135,14 +135,15 @@ def verify(cache: Cache, progress: Callable[[int], None] | None = None) -> Verif
         _verify_group(cache, mod, ext, report, progress)
     for teacher in cache.teachers():
         outputs = [("logits", h) for h in cache.heads] + \
-            [("features", m) for m in cache.teacher_feature_modalities(teacher)]
+            [(kind, m) for kind in ("features", "kv")
+             for m in cache.teacher_feature_modalities(teacher, kind)]
         for kind, name in outputs:
             where = f"teachers/{teacher}/{kind}/{name}"
-            read = cache.teacher_logits if kind == "logits" else cache.teacher_features
             if not (cache.path / where / "zarr.json").exists():
                 continue
             try:
-                values = read(teacher, name)
+                values = cache.teacher_logits(teacher, name) if kind == "logits" \
+                    else cache.teacher_features(teacher, name, kind)
             except Exception as exc:  # any decode failure is a finding, not a crash
                 report.problems.append(Problem(f"teachers/{teacher}", where,
                                                f"unreadable ({exc})"))

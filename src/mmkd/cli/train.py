@@ -139,7 +139,11 @@ def register(app: typer.Typer) -> None:
                 features: Annotated[bool, typer.Option(
                     "--features", help="Also write its pooled per-modality features "
                                        "(N, width) float16 into the cache.")] = False,
-                seeds: SeedsOpt = None) -> None:
+                seeds: SeedsOpt = None,
+                kv: Annotated[bool, typer.Option(
+                    "--kv", help="Also write its last block's normalised per-head Kᵀ V per "
+                                 "modality (N, width²/heads) float16, the source side of "
+                                 "dcat.")] = False) -> None:
         """Train KARMMA_T (best epoch on `val`) and write its logits for every sample into the
         cache, for `mmkd distill` (with --seeds: the first seed's)."""
         from mmkd.train import distributed as D
@@ -158,7 +162,7 @@ def register(app: typer.Typer) -> None:
                                     progress=on_event, resume=not restart,
                                     checkpoint_every=checkpoint_every, in_ram=in_ram,
                                     teacher_id=name, modalities=wanted, write_features=features,
-                                    write_outputs=i == 0)
+                                    write_outputs=i == 0, write_kv=kv)
             heads = ", ".join(f"{h} {n}×{c}" for h, (n, c) in res.logits_shapes.items())
             _summary(title, out_dir, res.fit,
                      {"teacher logits": f"{run.cache_path}/teachers/{name} ({heads})"}
@@ -170,10 +174,11 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option(
             help="karmma (KARMMA_S), baseline (CE only, no dropout, no tokens), "
                  "baseline-delta (CE + modality dropout + B5 tokens), kd (Hinton KD from the "
-                 "cached teacher), dml (two students learning from each other) or mst "
-                 "(MST-Distill, three stages, for the one target modality of --modalities) or "
-                 "cmpt (cross-modal proxy tokens); "
-                 "settings under methods.NAME in mmkd.yaml.")] = "karmma",
+                 "cached teacher), dml (two students learning from each other), mst "
+                 "(MST-Distill, three stages, for the one target modality of --modalities), "
+                 "cmpt (cross-modal proxy tokens) or dcat (a unimodal student aligned to a "
+                 "cached source modality's attention, --modalities B --set "
+                 "methods.dcat.source=A); settings under methods.NAME in mmkd.yaml.")] = "karmma",
         modalities: Annotated[str | None, typer.Option(
             help="Comma-separated subset of data.modalities, e.g. video (KARMMA_V).")] = None,
         set_: SetOpt = None, device: DeviceOpt = None, restart: RestartOpt = False,

@@ -110,6 +110,28 @@ def subsets_pivot(models: list[EvaluatedModel], modalities: list[str],
                  columns=["method", *cols], rows=rows)
 
 
+def unimodal_table(models: list[EvaluatedModel], modalities: list[str],
+                   labels: dict[str, np.ndarray], split: str) -> Table | None:
+    """Single-modality students side by side: one row per method, one column per target modality
+    (a D-CAT student next to KARMMA_S, KD, ... trained on the same modality alone)."""
+    metric = metrics.primary_metric(list(labels))
+    rows: dict[str, dict[str, object]] = {}
+    for m in models:
+        if len(m.modalities) != 1:
+            continue
+        col = subset_label(m.modalities)
+        method = m.label.removesuffix(f" ({col})")
+        row = rows.setdefault(method, {"method": method})
+        row[col] = metrics.accuracy(m.preds[subset_key(tuple(m.modalities))], labels)[metric]
+    if not rows:
+        return None
+    cols = [subset_label([mod]) for mod in modalities]
+    return Table(name=f"unimodal_{metric}",
+                 title=f"{metric.capitalize()} top-1 accuracy (%) of single-modality students, by "
+                       f"target modality ({split})",
+                 columns=["method", *cols], rows=[{c: r.get(c) for c in ["method", *cols]}
+                                                  for r in rows.values()])
+
 def robustness_table(models: list[EvaluatedModel], modalities: list[str],
                      labels: dict[str, np.ndarray], split: str, dropped: str = "video",
                      why: str = "") -> Table | None:

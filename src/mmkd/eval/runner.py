@@ -28,8 +28,9 @@ ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
 # The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
 PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}
 ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]  # registered methods follow, by name
-REPORT_ORDER = ["subsets_", "robustness_", "compare_", "subsets", "missing_rate_", "missing_rate",
-                "seen_unseen", "efficiency", "ablation_tokens", "ablation_strategies"]
+REPORT_ORDER = ["subsets_", "unimodal_", "robustness_", "compare_", "subsets", "missing_rate_",
+                "missing_rate", "seen_unseen", "efficiency", "ablation_tokens",
+                "ablation_strategies"]
 
 
 @dataclass
@@ -215,6 +216,9 @@ def accuracy_tables(evaluated: list[protocols.EvaluatedModel], modalities: list[
             reports_dir / f"subsets_{metric}.png", metric,
             f"{metric.capitalize()} accuracy by modalities at inference ({data.split}; "
             "error bars: ± std over training seeds)"))
+        unimodal = protocols.unimodal_table(evaluated, modalities, data.labels, data.split)
+        if unimodal is not None:
+            tables.append(unimodal)
         robust = protocols.robustness_table(evaluated, modalities, data.labels, data.split,
                                             *(dropped or ("video", "")))
         if robust is not None:

@@ -51,6 +51,8 @@ class FusionOutput:
     token_valid: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B,) bool:
     # whether z_m counts in the mean of predictions (False only for a missing modality under `none`)
     proxies: dict[str, torch.Tensor] = field(default_factory=dict)  # "t<-s" -> (B, d), `cmpt` only
+    kv: dict[str, torch.Tensor] = field(default_factory=dict)  # modality -> (B, H, dh, dh): the
+    # last block's per-head Kᵀ V over that modality's kept tokens (only when asked, `with_kv`)
 
 
 class PreNormBlock(nn.Module):
@@ -67,7 +69,9 @@ class PreNormBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(),
                                  nn.Linear(mlp_ratio * width, width))
 
-    def forward(self, x_BLd: torch.Tensor, keep_BL: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x_BLd: torch.Tensor, keep_BL: torch.Tensor | None, with_kv: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's output; with `with_kv` also its keys and values, each (B, H, L, dh)."""
         B, L, d = x_BLd.shape
         q, k, v = self.qkv(self.norm1(x_BLd)).view(B, L, 3, self.n_heads, d // self.n_heads) \
             .permute(2, 0, 3, 1, 4)  # each (B, H, L, dh)
@@ -75,7 +79,8 @@ class PreNormBlock(nn.Module):
         a_BHLd = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0)
         x_BLd = x_BLd + self.proj(a_BHLd.transpose(1, 2).reshape(B, L, d))
-        return x_BLd + self.mlp(self.norm2(x_BLd))
+        x_BLd = x_BLd + self.mlp(self.norm2(x_BLd))
+        return (x_BLd, k, v) if with_kv else x_BLd
 
 
 class MultiHeadMLP(nn.Module):
@@ -120,9 +125,11 @@ class FusionModel(nn.Module):
                 if p.ndim < 2 or n.endswith(("token_tokens", "modality_token", "query_Pd", "tokens_PD"))}
 
     def forward(self, tokens: dict[str, torch.Tensor], present: dict[str, torch.Tensor],
-                proxies: dict[str, torch.Tensor] | None = None) -> FusionOutput:
-        """`proxies` ("t<-s" -> (B, d)) replace the block's own proxies of those pairs (`cmpt`;
-        stage 3 computes some inside the extractors)."""
+                proxies: dict[str, torch.Tensor] | None = None, with_kv: bool = False
+                ) -> FusionOutput:
+        """Logits and output tokens. `proxies` ("t<-s" -> (B, d)) replace the block's own
+        proxies of those pairs (`cmpt`; stage 3 computes some inside the extractors); `with_kv`
+        adds the last block's Kᵀ V per modality."""
         missing = [m for m in self.modalities if m not in tokens or m not in present]
         if missing:
             raise KeyError(f"model inputs lack modality {missing}; pass every modality of "
@@ -137,16 +144,23 @@ class FusionModel(nn.Module):
         x_BLd = torch.cat([cls_B1d, *parts], dim=1)
         keep_BL = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x_BLd.device), *keeps], 1)
         masked = any(self.embed[m].masks_tokens for m in self.modalities)
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x_BLd = block(x_BLd, keep_BL if masked else None)
+        x_BLd = self.blocks[-1](x_BLd, keep_BL if masked else None, with_kv=with_kv)
+        if with_kv:
+            x_BLd, k_BHLd, v_BHLd = x_BLd
         x_BLd = self.norm(x_BLd)
 
-        out_tokens, valid, start = {}, {}, 1
+        out_tokens, valid, kv, start = {}, {}, {}, 1
         for m, keep_BK in zip(self.modalities, keeps, strict=True):
             stop = start + keep_BK.shape[1]
             w_BK1 = keep_BK.unsqueeze(-1).to(x_BLd.dtype)
             out_tokens[m] = (x_BLd[:, start:stop] * w_BK1).sum(1) / w_BK1.sum(1).clamp(min=1)
             valid[m] = keep_BK.any(1)
+            if with_kv:  # Σ over m's kept tokens of k_t v_tᵀ, per head
+                w_B1K1 = keep_BK.view(B, 1, -1, 1).to(k_BHLd.dtype)
+                kv[m] = (k_BHLd[:, :, start:stop] * w_B1K1).transpose(-1, -2) \
+                    @ v_BHLd[:, :, start:stop]
             start = stop
         own: dict[str, torch.Tensor] = {}
         if self.proxies is not None:
@@ -160,8 +174,8 @@ class FusionModel(nn.Module):
         w_BT1 = w_BT.unsqueeze(-1).to(z_BTd.dtype)
         preds = self.mlp_head(z_BTd)
         logits = {h: (p_BTC * w_BT1).sum(1) / w_BT1.sum(1) for h, p_BTC in preds.items()}
-        return FusionOutput(logits=logits, modality_tokens=out_tokens, cls=cls_Bd, token_valid=valid,
-                            proxies=own)
+        return FusionOutput(logits=logits, modality_tokens=out_tokens, cls=cls_Bd,
+                            token_valid=valid, proxies=own, kv=kv)
 
 
 def _init_weights(module: nn.Module) -> None:

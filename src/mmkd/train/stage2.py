@@ -113,11 +113,12 @@ def _train(cache, cfg: C.RunConfig, role: str, method_name: str, modalities: lis
 
 def check_teachers(cache, needs: BatchNeeds, heads: dict[str, int]) -> None:
     """Every teacher output the method reads is in the cache (errors point to `train teacher`)."""
+    for kind in ("kv", "features"):  # first: their fix names the flag that writes them too
+        for t, m in getattr(needs, kind):
+            cache.require_teacher_output(t, kind, m)
     for t in needs.logits:
         for head in heads:
             cache.require_teacher_output(t, "logits", head)
-    for t, m in needs.features:
-        cache.require_teacher_output(t, "features", m)
 
 
 def teacher_dir(run_dir: Path, teacher_id: str) -> Path:
@@ -130,12 +131,14 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
                   resume: bool = True, checkpoint_every: int = 0, in_ram: bool = False,
                   predict_progress: Callable[[int], None] | None = None,
                   teacher_id: str = TEACHER_ID, modalities: list[str] | None = None,
-                  write_features: bool = False, write_outputs: bool = True) -> TeacherResult:
+                  write_features: bool = False, write_outputs: bool = True,
+                  write_kv: bool = False) -> TeacherResult:
     """Train KARMMA_T on the teacher extractors' tokens (all of data.modalities, or a subset for
     a unimodal / cross-modal teacher), keep the best epoch on `val`, and write its logits (and,
-    with `write_features`, its pooled per-modality features) for every sample of every split
-    into the cache under teachers/<teacher_id> (not with `write_outputs` False: the extra
-    seeds of a teacher trained with several, whose students distil from the first)."""
+    with `write_features`, its pooled per-modality features; with `write_kv`, its normalised
+    per-modality Kᵀ V for dcat) for every sample of every split into the cache under
+    teachers/<teacher_id> (not with `write_outputs` False: the extra seeds of a teacher trained
+    with several, whose students distil from the first)."""
     from mmkd.cache import Cache
     from mmkd.cache.schema import check_name
 
@@ -153,7 +156,8 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
         outputs = predict_cache(best, cache, features, dev,
                                 batch_size=cfg.teacher.train.batch_size,
                                 precision=cfg.teacher.train.precision,
-                                progress=predict_progress, with_features=write_features)
+                                progress=predict_progress, with_features=write_features,
+                                with_kv=write_kv)
         provenance = {"checkpoint": str((out_dir / ckpt.BEST).resolve()),
                       "weights_sha256": sha256_file(out_dir / ckpt.BEST),
                       "epoch": meta["epoch"], "selected_by": meta["selected_by"],
@@ -162,6 +166,7 @@ def train_teacher(cache_path: str | Path, cfg: C.RunConfig, out_dir: str | Path,
             cache.write_teacher_logits(teacher_id, head, logits_NC, provenance)
             shapes[head] = tuple(logits_NC.shape)
         cache.write_teacher_features(teacher_id, outputs.features)
+        cache.write_teacher_features(teacher_id, outputs.kv, kind="kv")
     if D.is_distributed():
         torch.distributed.barrier()
     return TeacherResult(result, shapes)
@@ -207,33 +212,41 @@ def mst_target(modalities: list[str]) -> str:
 class CacheOutputs:
     logits: dict[str, np.ndarray]  # head -> (N, C) float32
     features: dict[str, np.ndarray]  # modality -> (N, d) float16 pooled output tokens (z_m)
+    kv: dict[str, np.ndarray]  # modality -> (N, H·dh·dh) float16 normalised Kᵀ V (0: absent)
 
 
 @torch.no_grad()
 def predict_cache(model, cache, features: dict[str, str], device: torch.device,
                   batch_size: int = 64, precision: str = "auto",
                   progress: Callable[[int], None] | None = None,
-                  with_features: bool = False) -> CacheOutputs:
-    """A model's logits (and pooled per-modality features) for every sample of the cache, with
-    every available modality."""
+                  with_features: bool = False, with_kv: bool = False) -> CacheOutputs:
+    """A model's logits (and pooled per-modality features, normalised per-modality Kᵀ V) for
+    every sample of the cache, with every available modality; a missing modality's Kᵀ V is 0
+    (its learned placeholder tokens say nothing about the sample)."""
     from mmkd.cache.loader import CacheBatches
+    from mmkd.train.methods.dcat import normalised_kv
 
     model.eval().to(device)
     out = CacheOutputs({h: np.zeros((cache.n, c), np.float32)
                         for h, c in model.spec.heads.items()},
                        {m: np.zeros((cache.n, model.spec.width), np.float16)
-                        for m in features} if with_features else {})
+                        for m in features} if with_features else {},
+                       {m: np.zeros((cache.n, model.spec.width ** 2 // model.spec.n_heads),
+                                    np.float16) for m in features} if with_kv else {})
     for split in sorted(set(cache.splits.tolist())):
         batches = CacheBatches(cache, features, split, batch_size, shuffle=False, seed=0)
         for batch in batches:
             batch = to_device(batch, device)
             with autocast_for(device, precision):
-                res = model(batch["tokens"], batch["present"])
+                res = model(batch["tokens"], batch["present"], with_kv=with_kv)
             idx = batch["index"].cpu().numpy()
             for h, logits_BC in res.logits.items():
                 out.logits[h][idx] = logits_BC.float().cpu().numpy()
             for m, z_Bd in res.modality_tokens.items() if with_features else ():
                 out.features[m][idx] = z_Bd.float().cpu().numpy()
+            for m, kv_BHdd in res.kv.items():
+                kv_BX = normalised_kv(kv_BHdd) * batch["present"][m].view(-1, 1)
+                out.kv[m][idx] = kv_BX.cpu().numpy()
             if progress is not None:
                 progress(len(idx))
     return out

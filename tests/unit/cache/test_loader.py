@@ -20,6 +20,8 @@ def cache(tmp_path, rng):
     for head, classes in HEADS.items():
         c.write_teacher_logits("t0", head, rng.standard_normal((23, classes)), {})
     c.write_teacher_features("t0", {"audio": rng.standard_normal((23, 5)).astype(np.float16)})
+    c.write_teacher_features("t0", {"video": rng.standard_normal((23, 8)).astype(np.float16)},
+                             kind="kv")
     return Cache.open(path)
 
 
@@ -33,7 +35,7 @@ def epoch(batches):
 
 def test_batches_cover_split_once_and_match_reader(cache):
     feats = {"video": "test_ext", "audio": "test_ext"}
-    needs = BatchNeeds(logits=("t0",), features=(("t0", "audio"),))
+    needs = BatchNeeds(logits=("t0",), features=(("t0", "audio"),), kv=(("t0", "video"),))
     b = CacheBatches(cache, feats, "train", batch_size=4, shuffle=True, seed=1, needs=needs)
     train = cache.indices("train")
     got = epoch(b)
@@ -43,6 +45,7 @@ def test_batches_cover_split_once_and_match_reader(cache):
     present = cache.array("audio", "test_ext", "present")[:]
     verb, t_noun = cache.labels("verb"), cache.teacher_logits("t0", "noun")
     t_audio = cache.teacher_features("t0", "audio")
+    t_kv = cache.teacher_features("t0", "video", "kv")
     for x in got:
         idx = x["index"].numpy()
         np.testing.assert_array_equal(x["tokens"]["video"].numpy(), ref.oindex[idx])
@@ -52,6 +55,7 @@ def test_batches_cover_split_once_and_match_reader(cache):
         np.testing.assert_array_equal(x["teachers"]["t0"]["logits"]["noun"].numpy(), t_noun[idx])
         np.testing.assert_array_equal(x["teachers"]["t0"]["features"]["audio"].numpy(),
                                       t_audio[idx])
+        np.testing.assert_array_equal(x["teachers"]["t0"]["kv"]["video"].numpy(), t_kv[idx])
     order = [x["index"].tolist() for x in got]
     again = CacheBatches(cache, feats, "train", 4, True, 1, in_ram=True)
     assert [x["index"].tolist() for x in again] == order  # same seed and epoch: same batches

@@ -116,6 +116,32 @@ def test_teacher_features_round_trip_replace_and_verify(tmp_path, rng):
     assert problem.where == "teachers/t0/features/audio" and problem.sample_ids == [c.sample_ids[6]]
 
 
+def test_teacher_kv_is_its_own_kind_beside_features_and_survives_h5_and_verify(tmp_path, rng):
+    from mmkd.cache.h5io import export_h5, import_h5
+    from mmkd.cache.verify import verify
+
+    c = make_cache(tmp_path / "cache.zarr", n=10)
+    c.write_teacher_logits("t0", "verb", np.zeros((10, HEADS["verb"]), np.float32), {})
+    z = rng.standard_normal((10, 4)).astype(np.float16)
+    kv = rng.standard_normal((10, 32)).astype(np.float16)
+    c.write_teacher_features("t0", {"audio": z})
+    c.write_teacher_features("t0", {"audio": kv}, kind="kv")
+    np.testing.assert_array_equal(c.teacher_features("t0", "audio", "kv"), kv)
+    np.testing.assert_array_equal(c.teacher_features("t0", "audio"), z)  # features untouched
+    with pytest.raises(MmkdError, match="Kᵀ V .* `mmkd train teacher --name t0 --kv`"):
+        c.teacher_features("t0", "video", "kv")
+    back = import_h5(export_h5(c, tmp_path / "c.h5"), tmp_path / "back.zarr")
+    np.testing.assert_array_equal(back.teacher_features("t0", "audio", "kv"), kv)
+    bad = kv.copy()
+    bad[2] = np.nan
+    c.write_teacher_features("t0", {"audio": bad}, kind="kv")
+    (problem,) = verify(c).problems
+    assert problem.where == "teachers/t0/kv/audio" and problem.sample_ids == [c.sample_ids[2]]
+    c.write_teacher_features("t0", {}, kind="kv")  # a teacher retrained without --kv
+    assert c.teacher_feature_modalities("t0", "kv") == [] and \
+        c.teacher_feature_modalities("t0") == ["audio"]
+
+
 def test_create_refuses_a_foreign_directory(tmp_path):
     (tmp_path / "cache.zarr").mkdir()
     (tmp_path / "cache.zarr" / "notes.txt").write_text("x")

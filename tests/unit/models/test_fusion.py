@@ -165,3 +165,26 @@ def test_wrong_token_count_is_a_clear_error():
     tokens["video"] = torch.randn(4, 7, 12)
     with pytest.raises(ValueError, match="expected 5 tokens"):
         model(tokens, present)
+
+
+def test_with_kv_gives_the_last_blocks_per_head_kt_v_over_each_modalitys_kept_tokens():
+    """Keys and values as the last block's qkv makes them, summed over m's own positions (CLS
+    and the other modalities excluded; masked tokens excluded under `none`); outputs unchanged."""
+    model = _model("none")
+    tokens, present = _inputs()
+    present["flow"][1] = False
+    seen = {}
+    model.blocks[-1].qkv.register_forward_hook(lambda mod, inp, out: seen.update(qkv=out))
+    plain = model(tokens, present)
+    out = model(tokens, present, with_kv=True)
+    assert torch.equal(plain.logits["verb"], out.logits["verb"]) and not plain.kv
+    b, L, _ = seen["qkv"].shape
+    q, k, v = seen["qkv"].view(b, L, 3, 8, 2).permute(2, 0, 3, 1, 4)  # each (B, H, L, dh)
+    start = 1
+    for m, (n, _) in MODS.items():
+        k_m, v_m = k[:, :, start:start + n], v[:, :, start:start + n]
+        keep = present[m].view(-1, 1, 1, 1).float()  # `none`: a missing modality's keys masked
+        torch.testing.assert_close(out.kv[m], keep * (k_m.transpose(-1, -2) @ v_m))
+        assert out.kv[m].shape == (b, 8, 2, 2)
+        start += n
+    assert out.kv["flow"][1].abs().sum() == 0

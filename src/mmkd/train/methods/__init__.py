@@ -9,9 +9,10 @@
   dml              deep mutual learning: two students, each CE + KL to the other, no teacher
   mst              MST-Distill: a unimodal student routed among MaskNet-specialised teachers
   cmpt             cross-modal proxy tokens: CE + λ·alignment of each proxy to its modality's token
+  dcat             D-CAT: a unimodal student, CE + λ·‖n(K_Bᵀ V_B) − n(K_Aᵀ V_A)‖ to a cached source
 """
 
-from mmkd.train.methods import baselines, cmpt, dml, karmma, kd, mst, teacher  # noqa: F401  (register)
+from mmkd.train.methods import baselines, cmpt, dcat, dml, karmma, kd, mst, teacher  # noqa: F401  (register)
 from mmkd.train.methods.base import (
     BatchNeeds,
     DropoutDraws,

@@ -122,7 +122,8 @@ def unimodal_table(models: list[EvaluatedModel], modalities: list[str],
         col = subset_label(m.modalities)
         method = m.label.removesuffix(f" ({col})")
         row = rows.setdefault(method, {"method": method})
-        row[col] = metrics.accuracy(m.preds[subset_key(tuple(m.modalities))], labels)[metric]
+        acc = m.accuracy(subset_key(tuple(m.modalities)), labels)  # over its training seeds
+        row[col] = None if acc is None else acc[metric]
     if not rows:
         return None
     cols = [subset_label([mod]) for mod in modalities]
@@ -131,6 +132,7 @@ def unimodal_table(models: list[EvaluatedModel], modalities: list[str],
                        f"target modality ({split})",
                  columns=["method", *cols], rows=[{c: r.get(c) for c in ["method", *cols]}
                                                   for r in rows.values()])
+
 
 def robustness_table(models: list[EvaluatedModel], modalities: list[str],
                      labels: dict[str, np.ndarray], split: str, dropped: str = "video",

@@ -17,7 +17,8 @@ def _rows(*args: str) -> dict[str, list[str]]:
 
 def test_lists_every_registered_extractor_with_its_spec():
     rows = _rows("--all")
-    assert set(rows) == set(registry.extractors.list())
+    # fine-tuned entries (NAME+ft-RUN) that other tests registered in this process are not listed
+    assert set(rows) == {n for n in registry.extractors.list() if "+ft-" not in n}
     for name, (_, family, mods, dim, kind, source) in rows.items():
         s = get_spec(name)
         assert (family, mods, int(dim), kind) == (s.family, ", ".join(s.modalities), s.dim,

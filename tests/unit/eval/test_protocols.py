@@ -49,3 +49,24 @@ def test_missing_rate_over_training_seeds_averages_each_seeds_masks_first():
     assert by["ONE"] == MeanStd(75.0, pytest.approx(np.std([100, 50], ddof=1)), 2)  # over masks
     pivot = P.missing_rate_pivot(long, "verb", 2)
     assert pivot.columns == ["method", "50%"] and pivot.rows[0]["50%"].n == 2
+
+
+UNI_LABELS = {"verb": np.array([0, 1, 2, 1]), "noun": np.array([1, 1, 0, 2])}
+
+
+def _unimodal(name: str, label: str, mods: list[str], right: int) -> P.EvaluatedModel:
+    """A model whose predictions are right on the first `right` samples (both heads)."""
+    preds = {h: np.where(np.arange(4) < right, y, (y + 1) % 3) for h, y in UNI_LABELS.items()}
+    return P.EvaluatedModel(name, label, mods, {0: {P.subset_key(tuple(mods)): preds}})
+
+
+def test_unimodal_table_puts_each_method_in_its_target_modalitys_column():
+    models = [_unimodal("dcat-video", "D-CAT (V)", ["video"], 3),
+              _unimodal("dcat-audio", "D-CAT (A)", ["audio"], 1),
+              _unimodal("karmma-video", "KARMMA_S (V)", ["video"], 2),
+              _unimodal("karmma", "KARMMA_S", ["video", "flow", "audio"], 4)]  # not unimodal
+    t = P.unimodal_table(models, ["video", "flow", "audio"], UNI_LABELS, "test")
+    assert t.name == "unimodal_action" and t.columns == ["method", "V", "F", "A"]
+    assert t.rows == [{"method": "D-CAT", "V": 75.0, "F": None, "A": 25.0},
+                      {"method": "KARMMA_S", "V": 50.0, "F": None, "A": None}]
+    assert P.unimodal_table(models[3:], ["video", "flow", "audio"], UNI_LABELS, "test") is None

@@ -5,7 +5,7 @@ from helpers.extract_media import dummy_inputs
 from mmkd import registry
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor, get_spec
-from mmkd.extract.extractors.base import _BUILDERS
+from mmkd.extract.extractors.base import get_family
 
 torch.set_num_threads(1)
 
@@ -30,7 +30,7 @@ def test_every_variant_builds_with_the_token_grid_of_its_spec(name):
     spec = get_spec(name)
     device = "cpu" if spec.family == "stlt" else "meta"
     with torch.device(device), torch.inference_mode():
-        model = _BUILDERS[spec.family](spec).eval()
+        model = get_family(spec.family).build(spec).eval()
         inputs = {k: v.to(device) for k, v in dummy_inputs(name).items()}
         assert tuple(model(inputs).shape) == (2, spec.n_tokens(8), spec.dim)
 
@@ -43,7 +43,7 @@ def test_paper_token_grids_on_meta_device(name, k, dim):
     spec = get_spec(name)
     assert spec.n_tokens(32) == k and spec.dim == dim
     with torch.device("meta"):
-        model = _BUILDERS[spec.family](spec)
+        model = get_family(spec.family).build(spec)
         inp = ({"fbank": torch.empty(1, spec.target_frames, spec.n_mels)} if spec.family == "ast"
                else {"frames": torch.empty(1, 3, 32, spec.crop, spec.crop)})
         assert tuple(model(inp).shape) == (1, k, dim)

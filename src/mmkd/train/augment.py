@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mmkd.extract.input_kinds import get_input_kind
+from mmkd.registry import datasets
 
 
 @dataclass(frozen=True)
@@ -31,17 +32,17 @@ class Augment:
         return get_input_kind(self.input_kind).augment(inputs, rng, self.modality, self.flip)
 
 
-FLIP_SAFE_DATASETS = ("epic100",)  # no class of theirs changes under a mirror image
 _SIDE_WORD = re.compile(r"\b(left|right)(wards?)?\b", re.IGNORECASE)
 
 
 def resolve_hflip(setting: bool | None, dataset: str, classes: dict[str, list[str]]) -> bool:
     """`augment.hflip`, or where it is None: flips only where they keep labels true. Not for
     SSv2 ("left to right"), the demo (open is counter-clockwise, close clockwise), a custom
-    dataset (nothing is known of its classes), nor any dataset with a class naming a side."""
+    dataset (nothing is known of its classes), nor any dataset with a class naming a side: the
+    dataset's record says whether mirror images keep its labels true."""
     if setting is not None:
         return setting
-    return dataset in FLIP_SAFE_DATASETS and not side_classes(classes)
+    return dataset in datasets and datasets.get(dataset).flip_safe and not side_classes(classes)
 
 
 def side_classes(classes: dict[str, list[str]]) -> list[str]:

@@ -36,8 +36,6 @@ class Source:
 
 def read_source(cache, run_dir: Path, cfg: C.RunConfig, m: str, entry: str) -> Source:
     """The weights and preprocessing that made the cached tokens of (m, entry), verified."""
-    from mmkd.extract.sampling import ClipSampler
-
     prov = cache.feature_provenance(m, entry)
     base = entry.split(FT_TAG, 1)[0]
     sha = prov["weights_sha256"]
@@ -63,8 +61,7 @@ def read_source(cache, run_dir: Path, cfg: C.RunConfig, m: str, entry: str) -> S
         raise MmkdError(f"{cache.path}: {m}/{entry} was extracted with other preprocessing than "
                         f"extractor {entry} now declares ({', '.join(stale) or 'family'}); "
                         f"re-extract it with `mmkd extract --modality {m} --extractor {entry}`")
-    sampler = ClipSampler(int(prov["clip_frames"]), int(prov["clip_stride"]),
-                          str(prov["clip_sampling"]))
+    sampler = source_sampler(prov)
     theta = int(prov["theta_param"])
     if n_out(spec.n_tokens(sampler.num_frames), theta) != int(prov["theta"]):
         raise MmkdError(f"{cache.path}: {m}/{entry} stores {prov['theta']} tokens per clip, "
@@ -97,6 +94,7 @@ def ft_entry(entry: str, run_name: str) -> str:
 
 
 def source_sampler(src: dict[str, Any]):
+    """The clip sampling recorded in a cache provenance or a fine-tune's `sources` record."""
     from mmkd.extract.sampling import ClipSampler
 
     return ClipSampler(int(src["clip_frames"]), int(src["clip_stride"]), str(src["clip_sampling"]))

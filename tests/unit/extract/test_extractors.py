@@ -6,6 +6,7 @@ from mmkd import registry
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor, get_spec
 from mmkd.extract.extractors.base import get_family
+from mmkd.extract.input_kinds import example_inputs
 
 torch.set_num_threads(1)
 
@@ -44,8 +45,7 @@ def test_paper_token_grids_on_meta_device(name, k, dim):
     assert spec.n_tokens(32) == k and spec.dim == dim
     with torch.device("meta"):
         model = get_family(spec.family).build(spec)
-        inp = ({"fbank": torch.empty(1, spec.target_frames, spec.n_mels)} if spec.family == "ast"
-               else {"frames": torch.empty(1, 3, 32, spec.crop, spec.crop)})
+        inp = {key: v.to("meta") for key, v in example_inputs(spec, 32, 1).items()}
         assert tuple(model(inp).shape) == (1, k, dim)
 
 

@@ -21,7 +21,7 @@ import torch
 
 from mmkd import config as C
 from mmkd.eval.efficiency import CostConfig, measure_all
-from mmkd.eval.runner import PAPER_HEADS
+from mmkd.registry import datasets
 from mmkd.subsets import subset_label
 
 OUT = Path(__file__).parent / "results" / "eval_efficiency.json"
@@ -33,7 +33,7 @@ def main() -> None:
     base = C.run_preset("epic100")
     configs = [CostConfig(role=role, label=label, extractors=dict(getattr(base, role).extractors),
                           fusion=dataclasses.asdict(getattr(base, role).fusion),
-                          heads=PAPER_HEADS["epic100"], subset=subset, theta=300, num_frames=32,
+                          heads=datasets.get("epic100").paper_heads, subset=subset, theta=300, num_frames=32,
                           device=device)
                for device in devices for subset in subsets
                for role, label in (("teacher", "KARMMA_T"), ("student", "KARMMA_S"))]

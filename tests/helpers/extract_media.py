@@ -16,7 +16,7 @@ import torch
 from mmkd.datasets.flow_format import quantize
 from mmkd.datasets.manifest import ManifestMeta, Sample, write_manifest
 from mmkd.extract.extractors import get_spec
-from mmkd.extract.readers.detection import VOCABULARIES, random_layout
+from mmkd.extract.input_kinds import example_inputs
 
 TEMPLATE = "frame_%010d.jpg"
 
@@ -181,12 +181,4 @@ def build_dataset(root: Path, n_videos: int = 2, seconds: float = 3.0, fps: int 
 
 
 def dummy_inputs(name: str, batch: int = 2, frames: int = 8) -> dict[str, torch.Tensor]:
-    s = get_spec(name)
-    if s.input_kind in ("frames", "mel_windows"):
-        return {"frames": torch.randn(batch, 3, frames, s.crop, s.crop)}
-    if s.input_kind == "fbank":
-        return {"fbank": torch.randn(batch, s.target_frames, s.n_mels)}
-    rng = np.random.default_rng(0)
-    clips = [random_layout(rng, frames, VOCABULARIES[s.vocabulary], s.max_objects)
-             for _ in range(batch)]
-    return {k: torch.from_numpy(np.stack([c[k] for c in clips])) for k in clips[0]}
+    return example_inputs(get_spec(name), frames, batch)

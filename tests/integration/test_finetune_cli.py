@@ -103,16 +103,16 @@ def test_finetune_reextract_and_resume(run_dir):
     assert not torch.allclose(a, b)
 
     # the fine-tuned student's tokens online equal the re-extracted ones (same Θ-Average)
-    from mmkd.train.finetune import load_finetuned
+    from mmkd.train.finetune_outputs import load_finetuned
 
     model, _ = load_finetuned(out)
     from mmkd.datasets.manifest import read_all
     from mmkd.extract.inputs import InputBuilder
-    from mmkd.train.finetune import _source_sampler
+    from mmkd.train.finetune_sources import source_sampler
 
     mmeta, samples = read_all(C.load(run_dir / "mmkd.yaml").data.manifest_dir)
     build = InputBuilder("audio", model.extractors["audio"].spec,
-                         _source_sampler(ft["sources"]["audio"]), mmeta,
+                         source_sampler(ft["sources"]["audio"]), mmeta,
                          C.load(run_dir / "mmkd.yaml").data.manifest_dir)
     with torch.no_grad():
         online = model._tokens("audio", {"fbank": build(samples[0])["fbank"][None]})
@@ -138,12 +138,12 @@ def test_fine_tuned_student_starts_from_the_cached_tokens(run_dir):
     tokens: the fine-tuning starts exactly where the cached student stands."""
     from mmkd.datasets.manifest import read_all
     from mmkd.extract.inputs import InputBuilder
-    from mmkd.train.finetune import _load_extractor, _source
+    from mmkd.train.finetune_sources import load_extractor, read_source
 
     cfg = C.load(run_dir / "mmkd.yaml")
     cache = Cache.open(run_dir / "cache.zarr")
-    src = _source(cache, run_dir, cfg, "audio", "test_ast")
-    ext = _load_extractor(src).eval()
+    src = read_source(cache, run_dir, cfg, "audio", "test_ast")
+    ext = load_extractor(src).eval()
     mmeta, samples = read_all(cfg.data.manifest_dir)
     build = InputBuilder("audio", ext.spec, src.sampler, mmeta, cfg.data.manifest_dir)
     reader = cache.feature_reader("audio", "test_ast")
@@ -172,13 +172,13 @@ def test_batches_join_raw_media_and_cache_by_sample_index(run_dir):
     from mmkd.datasets.manifest import read_all
     from mmkd.extract.extractors import get_spec
     from mmkd.extract.inputs import InputBuilder
-    from mmkd.train.finetune import _source
     from mmkd.train.finetune_data import FinetuneBatches, RawInputs
+    from mmkd.train.finetune_sources import read_source
 
     cfg = C.load(run_dir / "mmkd.yaml")
     cache = Cache.open(run_dir / "cache.zarr")
     mmeta, samples = read_all(cfg.data.manifest_dir)
-    src = _source(cache, run_dir, cfg, "audio", "test_ast")
+    src = read_source(cache, run_dir, cfg, "audio", "test_ast")
     build = InputBuilder("audio", get_spec("test_ast"), src.sampler, mmeta, cfg.data.manifest_dir)
     common = dict(split="val", batch_size=3, shuffle=True, seed=4,
                   needs=BatchNeeds(logits=("teacher",)))
@@ -268,7 +268,7 @@ def test_cmpt_end_to_end_with_lora_and_encoder_proxies(run_dir):
     assert (out / "extractors" / "audio.proxies.safetensors").exists()
     assert not (out / "extractors" / "video.proxies.safetensors").exists()
     assert "re-extracted audio/test_ast+ft-cmpt-ft-audio+video" in text
-    from mmkd.train.finetune import load_finetuned
+    from mmkd.train.finetune_outputs import load_finetuned
 
     model, _ = load_finetuned(out)
     assert list(model.encoder_proxies) == ["audio"]

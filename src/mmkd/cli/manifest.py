@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mmkd.cli import ui
 from mmkd.errors import MmkdError
+from mmkd.registry import datasets
 
 manifest_app = typer.Typer(help="Build manifests from official annotation files.",
                            no_args_is_help=True)
@@ -57,7 +58,7 @@ def epic100(
     check_media: CheckOpt = False,
 ) -> None:
     """EPIC-KITCHENS-100 → train/val (seeded 90/10 of official train) + test (pruned validation)."""
-    from mmkd.datasets.epic100 import build_epic100
+    build = datasets.get("epic100").build
 
     cmd = _command("epic100", ("--annotations", annotations), ("--media-root", media_root),
                    ("--audio-hdf5", audio_hdf5), ("--audio-sample-rate", audio_sample_rate),
@@ -65,9 +66,9 @@ def epic100(
                    ("--val-fraction", val_fraction if val_fraction != 0.1 else None),
                    ("--check-media", check_media), ("--out", out))
     with ui.progress_bar("reading EPIC-100", total=None, unit="segments") as advance:
-        report = build_epic100(annotations, media_root, out, audio_hdf5=audio_hdf5,
-                               audio_sample_rate=audio_sample_rate, boxes=boxes, seed=seed,
-                               val_fraction=val_fraction, command=cmd, progress=advance)
+        report = build(annotations, media_root, out, audio_hdf5=audio_hdf5,
+                       audio_sample_rate=audio_sample_rate, boxes=boxes, seed=seed,
+                       val_fraction=val_fraction, command=cmd, progress=advance)
     _summary(report, check_media)
 
 
@@ -88,7 +89,7 @@ def ssv2(
     more: Annotated[list[Path] | None, typer.Argument(hidden=True)] = None,
 ) -> None:
     """Something-Something v2 (+ Something-Else boxes) → train/val manifests, head `action`."""
-    from mmkd.datasets.ssv2 import build_ssv2
+    build = datasets.get("ssv2").build
 
     if more:  # `--annotations a.json b.json`: shells users type lists like this
         if boxes:
@@ -104,8 +105,8 @@ def ssv2(
 
         boxes = [prepare_with_progress(boxes, boxes_store or out / STORE_NAME).path]
     with ui.progress_bar("reading SSv2", total=None, unit="videos") as advance:
-        report = build_ssv2(list(annotations), media_root, out, labels=labels, boxes=boxes,
-                            command=cmd, progress=advance)
+        report = build(list(annotations), media_root, out, labels=labels, boxes=boxes,
+                       command=cmd, progress=advance)
     _summary(report, check_media)
 
 
@@ -121,7 +122,7 @@ def custom(
     check_media: CheckOpt = False,
 ) -> None:
     """Your own dataset from a CSV: any subset of video/rgb/flow/audio/detection, any heads."""
-    from mmkd.datasets.custom import build_custom
+    build = datasets.get("custom").build
 
     class_files: dict[str, str] = {}
     for item in classes or []:
@@ -134,8 +135,8 @@ def custom(
                    ("--name", name if name != "custom" else None),
                    ("--check-media", check_media), ("--out", out))
     with ui.progress_bar("reading CSV", total=None, unit="rows") as advance:
-        report = build_custom(csv_file, media_root, out, name=name, classes=class_files,
-                              command=cmd, progress=advance)
+        report = build(csv_file, media_root, out, name=name, classes=class_files,
+                       command=cmd, progress=advance)
     _summary(report, check_media)
 
 

@@ -27,6 +27,7 @@ import json
 import math
 from pathlib import Path
 
+from mmkd.config import epic100_preset
 from mmkd.datasets import csvio
 from mmkd.datasets.labels import ClassList, LabelTextMismatch, check_text, mismatch_notes
 from mmkd.datasets.manifest import (
@@ -37,9 +38,9 @@ from mmkd.datasets.manifest import (
     media_path,
     write_manifest,
 )
+from mmkd.datasets.spec import DatasetSpec, register_dataset
 from mmkd.errors import MmkdError
 from mmkd.files import read_text
-from mmkd.registry import datasets
 
 REQUIRED = ["sample_id", "video_id", "split"]
 DEFAULT_TEMPLATE = "frame_%010d.jpg"
@@ -130,7 +131,6 @@ def _frames(row: csvio.Row, start_s: float | None, stop_s: float | None,
     return start, stop
 
 
-@datasets.register("custom")
 def build_custom(annotations: str | Path, media_root: str | Path = "",
                  out_dir: str | Path = "data_manifests/custom", *, name: str = "custom",
                  classes: dict[str, str | Path] | None = None, check_media: bool = False,
@@ -240,3 +240,7 @@ def _label_id(cell: csvio.Cell, ids: dict[str, int]) -> int:
                                fix=f"use an id in 0..{len(ids) - 1} or a class name")
     raise cell.error(f"unknown label {cell.value!r}",
                      f"use one of the {len(ids)} classes of the class list, or fix the list")
+
+
+# Nothing is known of a custom dataset's classes, so flips stay off; it starts from EPIC's recipes.
+register_dataset(DatasetSpec("custom", build_custom, epic100_preset))

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmkd.config import demo_preset, epic100_preset
 from mmkd.datasets import csvio
 from mmkd.datasets.boxes import BoxFrame, frame_stride, load_box_file
 from mmkd.datasets.labels import ClassList, LabelTextMismatch, check_text, mismatch_notes
@@ -35,8 +36,8 @@ from mmkd.datasets.manifest import (
     media_path,
     write_manifest,
 )
+from mmkd.datasets.spec import DatasetSpec, register_dataset
 from mmkd.errors import MmkdError
-from mmkd.registry import datasets
 
 TRAIN_CSV = "EPIC_100_train.csv"
 VALIDATION_CSV = "EPIC_100_validation.csv"
@@ -241,7 +242,6 @@ def _audio_rate(path: Path, given: int | None) -> int:
                         "(--audio-hdf5) or remove it to use <P>/audio/<video>.wav") from None
 
 
-@datasets.register("epic100")
 def build_epic100(annotations: str | Path, media_root: str | Path = "",
                   out_dir: str | Path = "data_manifests/epic100", *,
                   audio_hdf5: str | Path | None = None, audio_sample_rate: int | None = None,
@@ -313,6 +313,10 @@ def build_epic100(annotations: str | Path, media_root: str | Path = "",
                        mismatches)
 
 
+# No class of EPIC-100's changes under a mirror image.
+register_dataset(DatasetSpec("epic100", build_epic100, epic100_preset, flip_safe=True,
+                             paper_heads={"verb": 97, "noun": 300}))
 # The built-in demo dataset is written in EPIC-100's official formats, so its manifests are built
-# by the same code as the real dataset's (`mmkd demo-data` generates it).
-datasets.register("demo")(build_epic100)
+# by the same code as the real dataset's (`mmkd demo-data` generates it). No flips: open is
+# counter-clockwise, close clockwise.
+register_dataset(DatasetSpec("demo", build_epic100, demo_preset))

@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from mmkd.config import ssv2_preset
 from mmkd.datasets.box_store import STORE_NAME, open_store, prepare_store
 from mmkd.datasets.manifest import (
     BuildReport,
@@ -29,9 +30,9 @@ from mmkd.datasets.manifest import (
     media_path,
     write_manifest,
 )
+from mmkd.datasets.spec import DatasetSpec, register_dataset
 from mmkd.errors import MmkdError
 from mmkd.files import read_text
-from mmkd.registry import datasets
 
 SSV2_FPS = 12.0
 FRAME_TEMPLATE = "frame_%010d.jpg"
@@ -156,7 +157,6 @@ def _frame_size(video: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
-@datasets.register("ssv2")
 def build_ssv2(annotations: str | Path | list, media_root: str | Path = "",
                out_dir: str | Path = "data_manifests/ssv2", *, labels: str | Path | None = None,
                boxes: list[str | Path] | None = None, boxes_store: str | Path | None = None,
@@ -235,3 +235,8 @@ def split_name_or_none(path: Path) -> str | None:
         return split_name(path)
     except MmkdError:
         return None
+
+
+# "Pushing something from left to right": flips would change its labels.
+register_dataset(DatasetSpec("ssv2", build_ssv2, ssv2_preset, paper="ssv2",
+                             paper_heads={"action": 174}))

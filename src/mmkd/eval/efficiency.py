@@ -66,29 +66,6 @@ class Cost:
     memory_method: str
 
 
-def example_inputs(spec: Any, num_frames: int, batch: int, device: Any) -> dict[str, Any]:
-    """Random inputs matching an extractor's input contract (shapes as the readers produce)."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    kind = spec.input_kind
-    if kind in ("frames", "mel_windows"):
-        x = torch.randn(batch, 3, num_frames, spec.crop, spec.crop, generator=g)
-        return {"frames": x.to(device)}
-    if kind == "fbank":
-        return {"fbank": torch.randn(batch, spec.target_frames, spec.n_mels, generator=g).to(device)}
-    if kind == "layout":
-        import numpy as np
-
-        from mmkd.extract.readers.detection import VOCABULARIES, random_layout
-
-        rng = np.random.default_rng(0)
-        clips = [random_layout(rng, num_frames, VOCABULARIES[spec.vocabulary], spec.max_objects)
-                 for _ in range(batch)]
-        return {k: torch.from_numpy(np.stack([c[k] for c in clips])).to(device) for k in clips[0]}
-    raise MmkdError(f"extractor {spec.name}: unknown input kind {kind!r}")
-
-
 def build_pipeline(cfg: CostConfig) -> tuple[Any, dict[str, Any], float]:
     """(module, inputs, params in millions): extractors of `subset` → Θ-Average → fusion."""
     import torch
@@ -97,6 +74,7 @@ def build_pipeline(cfg: CostConfig) -> tuple[Any, dict[str, Any], float]:
     import mmkd.models  # noqa: F401  (registers the builders)
     from mmkd.config import FusionConfig
     from mmkd.extract.extractors import create_extractor, get_spec
+    from mmkd.extract.input_kinds import example_inputs
     from mmkd.extract.theta import n_out, theta_average
     from mmkd.registry import models
 
@@ -124,7 +102,8 @@ def build_pipeline(cfg: CostConfig) -> tuple[Any, dict[str, Any], float]:
             return self.fusion(tokens, present).logits
 
     model = Pipeline().to(device).eval()
-    inputs = {m: example_inputs(specs[m], cfg.num_frames, cfg.batch_size, device)
+    inputs = {m: {k: v.to(device) for k, v in
+                  example_inputs(specs[m], cfg.num_frames, cfg.batch_size).items()}
               for m in cfg.subset}
     params = sum(p.numel() for p in model.parameters()) / 1e6
     return model, inputs, params

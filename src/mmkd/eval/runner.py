@@ -22,11 +22,10 @@ from mmkd.errors import MmkdError
 from mmkd.eval import metrics, plots, protocols
 from mmkd.eval.efficiency import CostConfig, measure_all
 from mmkd.eval.reports import MeanStd, Table, read_table, write_report, write_table
+from mmkd.registry import datasets
 from mmkd.subsets import modality_subsets, subset_label
 
 ACCURACY_PROTOCOLS = ("subsets", "missing-rate")
-# The paper's label heads, for efficiency at paper sizes (EPIC-100: 97 verbs, 300 nouns).
-PAPER_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}}
 ORDER = ["teacher", "baseline", "baseline-delta", "karmma"]  # registered methods follow, by name
 REPORT_ORDER = ["subsets_", "unimodal_", "robustness_", "compare_", "subsets", "missing_rate_",
                 "missing_rate", "seen_unseen", "efficiency", "ablation_tokens",
@@ -250,9 +249,9 @@ def efficiency_configs(cfg: C.RunConfig, sizes: str, devices: list[str],
                        heads: dict[str, int] | None = None) -> tuple[list[CostConfig], str]:
     """Teacher and student at every modality subset; `sizes` paper (Fig. 5) or run (this run)."""
     if sizes == "paper":
-        dataset = "ssv2" if cfg.data.dataset == "ssv2" else "epic100"
+        dataset = datasets.get(cfg.data.dataset).paper
         base = C.run_preset(dataset)
-        theta, frames, head_sizes = 300, 32, PAPER_HEADS[dataset]
+        theta, frames, head_sizes = 300, 32, datasets.get(dataset).paper_heads
         what = (f"paper sizes ({dataset} recipes: {frames} frames at 224×224, Θ = {theta}, "
                 "random weights)")
     elif sizes == "run":

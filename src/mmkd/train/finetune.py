@@ -30,41 +30,35 @@ gained 3.0.
 Outputs in RUN_DIR/students/<from>-ft-<m1+m2>/: the loop's files (best.safetensors holds the
 fusion block only, so `checkpoint.load_model` and `mmkd eval` read it like any student) plus
 `extractors/<modality>.safetensors` (create_extractor-loadable weights) and, in meta.json, a
-`finetune` record (extractors, weights sha256, before/after accuracy, s/epoch). `reextract`
-writes the fine-tuned extractors' tokens into the cache as `<extractor>+ft-<out dir name>`.
+`finetune` record (extractors, weights sha256, before/after accuracy, s/epoch). This module holds
+the options and the orchestration; its parts live next to it: where each modality starts from
+(`finetune_sources`), the model (`finetune_model`), the outputs (`finetune_outputs`), the
+re-extraction of the fine-tuned extractors' tokens into the cache as `<extractor>+ft-<out dir
+name>` (`finetune_reextract`) and the before/after evaluation (`finetune_eval`).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from mmkd import config as C
-from mmkd import registry, rundir
+from mmkd import rundir
 from mmkd.errors import MmkdError
-from mmkd.extract.extractors import Extractor, create_extractor, get_spec
-from mmkd.extract.extractors.base import register_spec
-from mmkd.extract.theta import n_out
-from mmkd.files import sha256_file, write_json, write_safetensors
-from mmkd.models import FusionModel, ModelSpec
-from mmkd.subsets import modality_subsets, subset_label
 from mmkd.train import checkpoint as ckpt
 from mmkd.train import finetune_cmpt as cmpt
 from mmkd.train.finetune_data import FinetuneBatches
-from mmkd.train.finetune_model import EndToEndStudent, enable_grad_checkpointing, split_state
-from mmkd.train.loop import FitResult, ProgressFn, correct_counts, masked_logits
-
-FT_TAG = "+ft-"
-EXTRACTORS_DIR = "extractors"
+from mmkd.train.finetune_eval import evaluate_finetuned, subset_accuracy
+from mmkd.train.finetune_model import EndToEndStudent, enable_grad_checkpointing
+from mmkd.train.finetune_outputs import finalize, mean_epoch_seconds, update_meta
+from mmkd.train.finetune_reextract import reextract
+from mmkd.train.finetune_sources import describe_source, ft_entry, load_extractor, read_source
+from mmkd.train.loop import FitResult, ProgressFn
 
 
 # ------------------------------------------------------------------------------- options
@@ -104,17 +98,6 @@ class FinetuneResult:
     trainable_params: int = 0  # of the task: what the optimizer updates
     total_params: int = 0
     lora_layers: dict[str, int] = field(default_factory=dict)  # modality -> adapted layers (cmpt)
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where one fine-tuned modality's starting point comes from."""
-
-    modality: str
-    entry: str  # cache group of the --from student's tokens = its extractor's registry name
-    weights: Path | None  # None: random init (as the cached tokens were made)
-    theta: int
-    sampler: Any  # ClipSampler from the cache provenance
 
 
 # ------------------------------------------------------------------------------- entry point
@@ -170,8 +153,8 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     splits = set(cache.splits.tolist())
     eval_split = cfg.eval.split if cfg.eval.split in splits else VAL_SPLIT
 
-    sources = {m: _source(cache, run_dir, cfg, m, features[m]) for m in opts.modalities}
-    extractors = {m: _load_extractor(s) for m, s in sources.items()}
+    sources = {m: read_source(cache, run_dir, cfg, m, features[m]) for m in opts.modalities}
+    extractors = {m: load_extractor(s) for m, s in sources.items()}
     model = EndToEndStudent(student.spec, extractors, {m: s.theta for m, s in sources.items()},
                             opts.accum_steps)
     model.load_state_dict({**student.state_dict(),
@@ -204,7 +187,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     entries = {m: ft_entry(s.entry, run_name(out_dir)) for m, s in sources.items()}
     record = {"from": str(Path(opts.from_dir).resolve()), "from_fingerprint":
               smeta.get("fingerprint", ""), "modalities": opts.modalities, "flip": flip,
-              "sources": {m: _describe(s) for m, s in sources.items()}, "entries": entries,
+              "sources": {m: describe_source(s) for m, s in sources.items()}, "entries": entries,
               "method": method_name}
     if lora_layers:
         record["lora"] = {"rank": cmpt.LORA_RANK, "alpha": cmpt.LORA_ALPHA,
@@ -240,7 +223,7 @@ def finetune(run_dir: str | Path, cfg: C.RunConfig, opts: FinetuneOptions,
     after = evaluate_finetuned(out_dir, cache, samples, mmeta, manifest_dir, eval_split, device,
                                tcfg.precision, workers)
     s3, s2 = mean_epoch_seconds(out_dir), mean_epoch_seconds(Path(opts.from_dir))
-    _update_meta(out_dir, {"finetune": {"eval_split": eval_split, "before": before,
+    update_meta(out_dir, {"finetune": {"eval_split": eval_split, "before": before,
                                         "after": after, "s_per_epoch": s3,
                                         "stage2_s_per_epoch": s2}})
     return FinetuneResult(result, out_dir, eval_split, before, after, s3, s2, weights, entries,
@@ -266,219 +249,3 @@ def finetune_recipe(train: C.TrainConfig, epochs: int | None, lr_scale: float = 
                                lr_min=train.lr_min * lr_scale, lr_max=train.lr_max * lr_scale)
 
 
-def _source(cache, run_dir: Path, cfg: C.RunConfig, m: str, entry: str) -> _Source:
-    """The weights and preprocessing that made the cached tokens of (m, entry), verified."""
-    from mmkd.extract.sampling import ClipSampler
-
-    prov = cache.feature_provenance(m, entry)
-    base = entry.split(FT_TAG, 1)[0]
-    sha = prov["weights_sha256"]
-    weights: Path | None = None
-    if FT_TAG in entry:  # an earlier fine-tune's entry: its weights live in its output dir
-        weights = run_dir / "students" / entry.split(FT_TAG, 1)[1] / EXTRACTORS_DIR / \
-            f"{m}.safetensors"
-        register_entry(base, entry, weights)
-    elif sha != "random-init":
-        w = cfg.student.weights.get(m)
-        if not w:
-            raise MmkdError(f"{cache.path}: the {m}/{entry} tokens came from weights with sha256 "
-                            f"{sha[:16]}…; set student.weights.{m}=FILE in mmkd.yaml so "
-                            "fine-tuning starts from them")
-        weights = Path(w) if Path(w).is_absolute() else run_dir / w
-    if weights is not None and sha256_file(weights) != sha:
-        raise MmkdError(f"{weights}: sha256 differs from the weights that made the cached {m} "
-                        f"tokens ({entry}: {sha[:16]}…); use the same file, or re-extract")
-    spec = get_spec(entry)
-    contract = {f"pre_{k}": v for k, v in spec.contract().items()}
-    stale = [k for k, v in contract.items() if json.loads(json.dumps(v)) != prov.get(k)]
-    if stale or spec.family != prov.get("family"):
-        raise MmkdError(f"{cache.path}: {m}/{entry} was extracted with other preprocessing than "
-                        f"extractor {entry} now declares ({', '.join(stale) or 'family'}); "
-                        f"re-extract it with `mmkd extract --modality {m} --extractor {entry}`")
-    sampler = ClipSampler(int(prov["clip_frames"]), int(prov["clip_stride"]),
-                          str(prov["clip_sampling"]))
-    theta = int(prov["theta_param"])
-    if n_out(spec.n_tokens(sampler.num_frames), theta) != int(prov["theta"]):
-        raise MmkdError(f"{cache.path}: {m}/{entry} stores {prov['theta']} tokens per clip, "
-                        f"extractor {entry} with Θ={theta} would give another number")
-    return _Source(m, entry, weights, theta, sampler)
-
-
-def _load_extractor(s: _Source) -> Extractor:
-    ext = create_extractor(s.entry, weights=s.weights, random_init=s.weights is None)
-    return ext.requires_grad_(True)
-
-
-def _describe(s: _Source) -> dict[str, Any]:
-    return {"entry": s.entry, "weights": str(s.weights) if s.weights else "random-init",
-            "theta": s.theta, "clip_frames": s.sampler.num_frames,
-            "clip_stride": s.sampler.stride, "clip_sampling": s.sampler.policy}
-
-
-def register_entry(base: str, entry: str, weights: Path) -> None:
-    """Register `entry` (e.g. demo_ast_student+ft-karmma-ft-audio) as the base extractor's
-    architecture and input contract, so stage 1's runner can extract with it by name."""
-    if entry not in registry.extractors:
-        register_spec(dataclasses.replace(get_spec(base), name=entry,
-                                          weights_source=f"mmkd finetune: {weights}"))
-
-
-# ------------------------------------------------------------------------------- outputs
-def finalize(out_dir: Path, modalities: list[str]) -> dict[str, Path]:
-    """Split the loop's best checkpoint (fusion + extractors) into a plain student checkpoint
-    and `extractors/<modality>.safetensors`; idempotent (a resumed, finished run skips it)."""
-    from safetensors.torch import load_file
-
-    best = load_file(str(out_dir / ckpt.BEST))
-    paths = {m: out_dir / EXTRACTORS_DIR / f"{m}.safetensors" for m in modalities}
-    if not any(k.startswith("extractors.") for k in best):
-        return paths
-    fusion_sd, ext_sd = split_state(best, modalities)
-    proxies_sd = {m: {k[len(f"encoder_proxies.{m}."):]: v for k, v in fusion_sd.items()
-                      if k.startswith(f"encoder_proxies.{m}.")} for m in modalities}
-    fusion_sd = {k: v for k, v in fusion_sd.items() if not k.startswith("encoder_proxies.")}
-    (out_dir / EXTRACTORS_DIR).mkdir(exist_ok=True)
-    for m, path in paths.items():  # extractors first: a plain best.safetensors implies them
-        write_safetensors(path, cmpt.merge_lora(ext_sd[m]),
-                          {"format": "mmkd-extractor", "modality": m})
-        if proxies_sd[m]:
-            write_safetensors(path.with_suffix(cmpt.PROXIES_SUFFIX), proxies_sd[m],
-                              {"format": "mmkd-encoder-proxies", "modality": m})
-    meta = json.loads((out_dir / ckpt.META).read_text())
-    fusion = FusionModel(ModelSpec(**meta["model"]))
-    fusion.load_state_dict(fusion_sd)
-    meta["finetune"]["extractor_weights"] = {
-        m: {"path": f"{EXTRACTORS_DIR}/{m}.safetensors", "sha256": sha256_file(p),
-            **({"proxies": f"{EXTRACTORS_DIR}/{m}{cmpt.PROXIES_SUFFIX}"} if proxies_sd[m] else {})}
-        for m, p in paths.items()}
-    ckpt.save_best(out_dir, fusion, meta)
-    return paths
-
-
-def _update_meta(out_dir: Path, changes: dict[str, Any]) -> None:
-    meta = json.loads((out_dir / ckpt.META).read_text())
-    for k, v in changes.items():
-        meta[k] = {**meta[k], **v} if isinstance(v, dict) and isinstance(meta.get(k), dict) else v
-    write_json(out_dir / ckpt.META, meta)
-
-
-def load_finetuned(out_dir: str | Path, map_location: str = "cpu"
-                   ) -> tuple[EndToEndStudent, dict[str, Any]]:
-    """The fine-tuned student (fusion block + its extractors) of a `mmkd finetune` output."""
-    out_dir = Path(out_dir)
-    fusion, meta = ckpt.load_model(out_dir, map_location=map_location)
-    ft = meta.get("finetune")
-    if not ft or "extractor_weights" not in ft:
-        raise MmkdError(f"{out_dir}: not a finished `mmkd finetune` output (no extractor weights "
-                        "in meta.json); run `mmkd finetune` (it resumes)")
-    extractors, theta = {}, {}
-    for m, src in ft["sources"].items():
-        name = src["entry"]
-        if FT_TAG in name:
-            register_entry(name.split(FT_TAG, 1)[0], name, Path(src["weights"]))
-        extractors[m] = create_extractor(name, weights=out_dir / ft["extractor_weights"][m]["path"])
-        theta[m] = int(src["theta"])
-    from safetensors.torch import load_file
-
-    with_proxies = {m: e for m, e in extractors.items() if "proxies" in ft["extractor_weights"][m]}
-    proxies = cmpt.build_encoder_proxies(fusion.spec, with_proxies)
-    for m in proxies:
-        proxies[m].load_state_dict(load_file(str(out_dir / ft["extractor_weights"][m]["proxies"])))
-    model = EndToEndStudent(fusion.spec, extractors, theta, encoder_proxies=proxies)
-    model.load_state_dict({**fusion.state_dict(),
-                           **{f"extractors.{m}.{k}": v for m, e in extractors.items()
-                              for k, v in e.state_dict().items()},
-                           **{f"encoder_proxies.{k}": v for k, v in proxies.state_dict().items()}})
-    return model.to(map_location).eval(), meta
-
-
-def ft_entry(entry: str, run_name: str) -> str:
-    """The cache entry of a fine-tuned extractor: demo_ast_student+ft-karmma-ft-audio."""
-    return f"{entry.split(FT_TAG, 1)[0]}{FT_TAG}{run_name}"
-
-
-def reextract(run_dir: Path, cfg: C.RunConfig, manifest_dir: Path, s: _Source, weights: Path,
-              run_name: str, device: str, workers: int,
-              on_start: Callable[[int], None] | None = None,
-              progress: Callable[[int], None] | None = None) -> Any:
-    """Write the fine-tuned extractor's tokens of every sample into the cache as a new entry,
-    with stage 1's runner (same readers, sampling, Θ-Average, resumable units, failures table).
-    Provenance: the entry's name and the fine-tuned weights' sha256 (everything else as the
-    tokens it replaces)."""
-    from mmkd.cache import Cache, ProvenanceError
-    from mmkd.extract.runner import ExtractJob, run_extract
-
-    base = s.entry.split(FT_TAG, 1)[0]
-    entry = ft_entry(s.entry, run_name)
-    register_entry(base, entry, weights)
-    cache_path = rundir.cache_path(run_dir)
-    job = ExtractJob(cache_path=str(cache_path), manifest_dir=str(manifest_dir),
-                     modality=s.modality, extractor=entry, weights=str(weights), theta=s.theta,
-                     batch_size=cfg.extract.batch_size, workers=workers, device=device,
-                     shard_size=Cache.open(cache_path).shard_size, sampler=s.sampler)
-    try:
-        return run_extract(job, progress=progress, on_start=on_start)
-    except ProvenanceError as exc:
-        raise MmkdError(f"{exc} (the cache already holds {s.modality}/{entry} from another "
-                        f"fine-tune of this name: delete {cache_path / s.modality / entry}, or "
-                        "fine-tune under another --name)") from None
-
-
-# ------------------------------------------------------------------------------- evaluation
-def subset_accuracy(model: FusionModel, batches, modalities: list[str], device: torch.device,
-                    precision: str = "auto") -> dict[str, dict[str, float]]:
-    """Top-1 accuracy (per head, and `acc` = all heads right) for every non-empty modality
-    subset (Table 1's protocol: the other modalities marked missing), in one pass: the
-    extractors of an EndToEndStudent run once per batch, the fusion block once per subset."""
-    model.to(device)
-    subsets = {subset_label(s): s for s in modality_subsets(modalities)}
-    sums: dict[str, Counter] = {label: Counter() for label in subsets}
-    n = 0
-
-    def masks(batch):
-        return {label: {m: torch.full_like(p, m in s, dtype=torch.bool)
-                        for m, p in batch["present"].items()} for label, s in subsets.items()}
-
-    for batch, out in masked_logits(model, batches, masks, device, precision):
-        for label, logits in out.items():
-            sums[label].update({k: int(v) for k, v in
-                                correct_counts(logits, batch["labels"]).items()})
-        n += int(batch["index"].shape[0])
-    return {label: {("acc" if k == "all" else f"acc_{k}"): v / max(n, 1) for k, v in c.items()}
-            for label, c in sums.items()}
-
-
-def evaluate_finetuned(out_dir: Path, cache, samples, mmeta, manifest_dir: Path, split: str,
-                       device: torch.device, precision: str, workers: int
-                       ) -> dict[str, dict[str, float]]:
-    """After-accuracy: from the re-extracted cache entries when meta.json names them, else
-    online (decode + fine-tuned extractors) for the fine-tuned modalities."""
-    from mmkd.cache.loader import CacheBatches
-    from mmkd.extract.inputs import InputBuilder
-
-    model, meta = load_finetuned(out_dir, map_location=str(device))
-    mods, features, ft = meta["modalities"], meta["features"], meta["finetune"]
-    if all((m, features[m]) in set(cache.features()) for m in ft["modalities"]):
-        batches = CacheBatches(cache, features, split, 64, shuffle=False, seed=0)
-        return subset_accuracy(model, batches, mods, device, precision)
-    builders = {m: InputBuilder(m, model.extractors[m].spec, _source_sampler(ft["sources"][m]),
-                                mmeta, str(manifest_dir)) for m in ft["modalities"]}
-    batches = FinetuneBatches(cache, samples, builders,
-                              {m: e for m, e in features.items() if m not in builders}, split,
-                              batch_size=16, shuffle=False, seed=0, workers=workers)
-    return subset_accuracy(model, batches, mods, device, precision)
-
-
-def _source_sampler(src: dict[str, Any]):
-    from mmkd.extract.sampling import ClipSampler
-
-    return ClipSampler(int(src["clip_frames"]), int(src["clip_stride"]), str(src["clip_sampling"]))
-
-
-def mean_epoch_seconds(ckpt_dir: Path) -> float | None:
-    """Mean training time per epoch (the loop's `time_s`, validation excluded) of a run."""
-    path = ckpt_dir / ckpt.METRICS
-    if not path.exists():
-        return None
-    times = [json.loads(ln)["time_s"] for ln in path.read_text().splitlines() if ln.strip()]
-    return float(np.mean(times)) if times else None

@@ -20,10 +20,14 @@ from mmkd.models import FusionModel, ModelSpec
 from mmkd.train.finetune_cmpt import proxy_key
 from mmkd.train.finetune_data import RawInputs
 
-NO_DECAY_SUFFIXES = ("pos_embed", "cls_token", "dist_token", "relative_position_bias_table")
+
+def extractor_no_weight_decay(extractor: Extractor, prefix: str) -> set[str]:
+    """Names (under `prefix`) of the parameters its family trains without weight decay."""
+    suffixes = extractor.spec.family_record.no_weight_decay
+    return {n for n, _ in extractor.named_parameters(prefix=prefix) if n.endswith(suffixes)}
 
 
-def enable_grad_checkpointing(extractor: nn.Module) -> int:
+def enable_grad_checkpointing(extractor: Extractor) -> int:
     """Recompute each transformer block of `extractor` in backward; returns the block count.
 
     The block's `forward` is replaced on the instance by a bound method (not the module by a
@@ -32,14 +36,14 @@ def enable_grad_checkpointing(extractor: nn.Module) -> int:
     from timm.models.vision_transformer import Block
     from torchvision.models.swin_transformer import SwinTransformerBlock
 
+    if not extractor.spec.family_record.grad_checkpointing:
+        raise MmkdError(f"extractor {extractor.spec.name}: no transformer blocks to checkpoint; "
+                        "run without --grad-checkpointing")
     n = 0
     for module in extractor.modules():
         if isinstance(module, SwinTransformerBlock | Block | nn.TransformerEncoderLayer):
             module.forward = types.MethodType(_checkpointed_forward, module)
             n += 1
-    if n == 0:
-        raise MmkdError(f"{type(extractor).__name__}: no transformer blocks to checkpoint; run "
-                        "without --grad-checkpointing")
     return n
 
 
@@ -70,8 +74,8 @@ class EndToEndStudent(FusionModel):
         self.encoder_proxies = encoder_proxies if encoder_proxies is not None else nn.ModuleDict()
 
     def no_weight_decay(self) -> set[str]:
-        return super().no_weight_decay() | {n for n, _ in self.extractors.named_parameters(
-            prefix="extractors") if n.endswith(NO_DECAY_SUFFIXES)}
+        return super().no_weight_decay().union(*(
+            extractor_no_weight_decay(e, f"extractors.{m}") for m, e in self.extractors.items()))
 
     def encode(self, tokens: dict[str, Any], present: dict[str, torch.Tensor]
                ) -> dict[str, torch.Tensor]:

@@ -39,7 +39,7 @@ from mmkd.files import sha256_file, write_safetensors
 from mmkd.train import checkpoint as ckpt
 from mmkd.train.augment import Augment, resolve_hflip
 from mmkd.train.finetune_data import RawClips
-from mmkd.train.finetune_model import NO_DECAY_SUFFIXES
+from mmkd.train.finetune_model import extractor_no_weight_decay
 from mmkd.train.loop import FitResult, ProgressFn
 from mmkd.train.methods import BaselineMethod
 from mmkd.train.methods.base import NoConfig
@@ -79,8 +79,8 @@ class ExtractorClassifier(nn.Module):
         self.heads = nn.ModuleDict({h: nn.Linear(extractor.spec.dim, c) for h, c in heads.items()})
 
     def no_weight_decay(self) -> set[str]:
-        return {n for n, p in self.named_parameters()
-                if p.ndim < 2 or n.endswith(NO_DECAY_SUFFIXES)}
+        return {n for n, p in self.named_parameters() if p.ndim < 2} \
+            | extractor_no_weight_decay(self.extractor, "extractor")
 
     def forward(self, tokens: dict[str, Any], present: dict[str, torch.Tensor]
                 ) -> ClassifierOutput:

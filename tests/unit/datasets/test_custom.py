@@ -59,7 +59,7 @@ def test_schema_to_manifest(tmp_path):
     assert set(a2.media) == {"video"}  # empty cells: the modality is missing for that sample
     assert b1.media == {"video": {"path": "/data/vidB.mp4"}, "audio": {"path": "snd/vidB.wav"}}
     assert (b1.fps, b1.start_frame) == (None, None)
-    assert datasets.get("custom") is custom.build_custom
+    assert datasets.get("custom").build is custom.build_custom
 
 
 def test_integer_labels_imply_the_class_count(tmp_path):

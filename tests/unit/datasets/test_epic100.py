@@ -147,4 +147,4 @@ def test_clean_annotations_list_no_mismatch(ann, tmp_path):
 
 
 def test_registered_under_its_name():
-    assert datasets.get("epic100") is epic100.build_epic100
+    assert datasets.get("epic100").build is epic100.build_epic100

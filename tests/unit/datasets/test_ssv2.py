@@ -102,7 +102,7 @@ def test_annotation_folder_and_list_syntax(tmp_path):
     (tmp_path / labels.name).rename(tmp_path / ssv2.LABELS_JSON)
     report = ssv2.build_ssv2(tmp_path, "", tmp_path / "m")
     assert report.counts == {"train": 3, "val": 1}
-    assert datasets.get("ssv2") is ssv2.build_ssv2
+    assert datasets.get("ssv2").build is ssv2.build_ssv2
 
 
 @pytest.mark.parametrize("entry, problem", [

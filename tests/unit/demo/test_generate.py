@@ -31,4 +31,4 @@ def test_rejects_a_file_and_an_unknown_scale(tmp_path):
 def test_demo_manifests_are_built_by_the_epic100_builder():
     from mmkd.datasets import epic100
 
-    assert datasets.get("demo") is epic100.build_epic100
+    assert datasets.get("demo").build is epic100.build_epic100

@@ -43,13 +43,3 @@ def test_subprocess_measurement_and_reuse_of_identical_subsets():
     assert cost1 == cost2
     assert cost1.peak_mem_mib * 2**20 >= cost1.params_m * 1e6 * 4  # float32 weights are resident
     assert "VmHWM" in cost1.memory_method
-
-
-def test_example_inputs_follow_the_contracts():
-    from mmkd.extract.extractors import get_spec
-
-    x = efficiency.example_inputs(get_spec("test_ast"), 4, 2, "cpu")
-    assert x["fbank"].shape == (2, 48, 32)
-    x = efficiency.example_inputs(get_spec("test_stlt"), 5, 1, "cpu")
-    # 5 frames + the extract frame; 4 boxes + the [CLS] box; no padding slot in sampled frames
-    assert x["boxes"].shape == (1, 6, 5, 4) and x["categories"][:, :5].min() >= 1

@@ -5,7 +5,8 @@ from helpers.extract_media import dummy_inputs
 from mmkd import registry
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor, get_spec
-from mmkd.extract.extractors.base import _BUILDERS
+from mmkd.extract.extractors.base import get_family
+from mmkd.extract.input_kinds import example_inputs
 
 torch.set_num_threads(1)
 
@@ -30,7 +31,7 @@ def test_every_variant_builds_with_the_token_grid_of_its_spec(name):
     spec = get_spec(name)
     device = "cpu" if spec.family == "stlt" else "meta"
     with torch.device(device), torch.inference_mode():
-        model = _BUILDERS[spec.family](spec).eval()
+        model = get_family(spec.family).build(spec).eval()
         inputs = {k: v.to(device) for k, v in dummy_inputs(name).items()}
         assert tuple(model(inputs).shape) == (2, spec.n_tokens(8), spec.dim)
 
@@ -43,9 +44,8 @@ def test_paper_token_grids_on_meta_device(name, k, dim):
     spec = get_spec(name)
     assert spec.n_tokens(32) == k and spec.dim == dim
     with torch.device("meta"):
-        model = _BUILDERS[spec.family](spec)
-        inp = ({"fbank": torch.empty(1, spec.target_frames, spec.n_mels)} if spec.family == "ast"
-               else {"frames": torch.empty(1, 3, 32, spec.crop, spec.crop)})
+        model = get_family(spec.family).build(spec)
+        inp = {key: v.to("meta") for key, v in example_inputs(spec, 32, 1).items()}
         assert tuple(model(inp).shape) == (1, k, dim)
 
 

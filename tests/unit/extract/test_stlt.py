@@ -12,7 +12,7 @@ from helpers import extract_media as em
 from helpers import official_stlt as off
 from mmkd.errors import MmkdError
 from mmkd.extract.extractors import create_extractor, get_spec
-from mmkd.extract.extractors.base import _BUILDERS
+from mmkd.extract.extractors.base import get_family
 from mmkd.extract.readers import detection
 from mmkd.extract.sampling import ClipSampler
 
@@ -66,7 +66,7 @@ def test_official_state_dict_fits_exactly(name, categories):
               "num_temporal_layers": spec.arch["temporal_layers"]}
     with torch.device("meta"):
         official = off.Stlt(off.Config(categories, **layers)).state_dict()
-        ours = _BUILDERS["stlt"](spec)
+        ours = get_family("stlt").build(spec)
     converted = ours.convert_state_dict(official)
     own = ours.state_dict()
     assert set(converted) == set(own)
@@ -78,7 +78,7 @@ def test_official_state_dict_fits_exactly(name, categories):
 def test_wrong_vocabulary_names_the_right_extractor():
     with torch.device("meta"):
         official = off.Stlt(off.Config(38, num_spatial_layers=4)).state_dict()
-        ours = _BUILDERS["stlt"](get_spec("stlt_l12"))
+        ours = get_family("stlt").build(get_spec("stlt_l12"))
     with pytest.raises(MmkdError, match="38 categories.*action_genome vocabulary"):
         ours.convert_state_dict(official)
 

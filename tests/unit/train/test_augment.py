@@ -3,14 +3,8 @@
 import numpy as np
 import torch
 
-from mmkd.train.augment import (
-    Augment,
-    jitter_boxes,
-    random_resized_crop,
-    resolve_hflip,
-    sample_rng,
-    side_classes,
-)
+from mmkd.extract.augment import jitter_boxes, random_resized_crop
+from mmkd.train.augment import Augment, resolve_hflip, sample_rng, side_classes
 
 
 def test_constant_flow_keeps_magnitude_and_flips_sign_of_u():

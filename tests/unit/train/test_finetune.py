@@ -111,6 +111,15 @@ def test_weight_decay_skips_extractor_embeddings_and_norms():
             "extractors.audio.v.norm.weight"} <= skip
     assert "extractors.audio.v.blocks.0.attn.qkv.weight" not in skip
     assert "cls_token" in skip
+    # each family names its own: Swin's relative position tables, none of STLT's embeddings
+    assert any(n.startswith("extractors.video.") and n.endswith("relative_position_bias_table")
+               for n in skip)
+    assert "extractors.detection.frame_embed.position_embeddings.weight" not in skip
+
+
+def test_checkpointing_is_refused_for_a_family_without_transformer_blocks():
+    with pytest.raises(MmkdError, match="small_convnet: no transformer blocks"):
+        enable_grad_checkpointing(create_extractor("small_convnet", random_init=True))
 
 
 def test_collate_zero_fills_failed_media():

@@ -108,7 +108,16 @@ def resample_pos_embed(pos_1ND: torch.Tensor, grid: tuple[int, int],
     return torch.cat([pos_1ND[:, :2], patches], dim=1)
 
 
-@register_family("ast")
+def ast_tokens(spec: ExtractorSpec, num_frames: int) -> int:
+    """Overlapping patches of the fbank, plus the [CLS] and distillation tokens."""
+    p, s = spec.arch["patch_size"], spec.arch["patch_stride"]
+    return ((spec.n_mels - p) // s + 1) * ((spec.target_frames - p) // s + 1) + 2
+
+
+@register_family("ast", input_kind="fbank", modalities=("audio",),
+                 contract=("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
+                 n_tokens=ast_tokens, grad_checkpointing=True,
+                 no_weight_decay=("pos_embed", "cls_token", "dist_token"))
 def _build(spec: ExtractorSpec) -> Extractor:
     return ASTExtractor(spec)
 

@@ -9,7 +9,7 @@ weights; it never falls back to a random init unless asked (`random_init=True`).
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,6 @@ from mmkd.errors import MmkdError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Which input each family reads; the modality decides the reader for "frames" (RGB or flow).
-INPUT_KINDS = {"swin3d": "frames", "swin3d_audio": "mel_windows", "ast": "fbank", "stlt": "layout",
-               "convnet": "frames", "convnet_audio": "fbank"}
-FAMILY_MODALITIES = {"swin3d": ("video", "flow"), "swin3d_audio": ("audio",), "ast": ("audio",),
-                     "stlt": ("detection",), "convnet": ("video", "flow"),
-                     "convnet_audio": ("audio",)}
-
-
 @dataclass(frozen=True)
 class ExtractorSpec:
     """Architecture, weights source and input contract of one extractor variant."""
@@ -53,49 +45,26 @@ class ExtractorSpec:
     vocabulary: str = "something_else"  # STLT: category / frame-type ids (readers.detection)
 
     @property
+    def family_record(self) -> ExtractorFamily:
+        return get_family(self.family)
+
+    @property
     def input_kind(self) -> str:
-        return INPUT_KINDS[self.family]
+        return self.family_record.input_kind
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        return FAMILY_MODALITIES[self.family]
+        return self.family_record.modalities
 
     def contract(self) -> dict[str, Any]:
         """The preprocessing fields this family uses (flat, JSON-able) for cache provenance."""
-        keep = {"swin3d": ("crop", "resize", "mean", "std"),
-                "swin3d_audio": ("crop", "sample_rate", "n_mels", "frame_shift_ms", "window_s"),
-                "ast": ("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
-                "stlt": ("max_objects", "vocabulary"),
-                "convnet": ("crop", "resize", "mean", "std"),
-                "convnet_audio": ("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
-                }[self.family]
         d = dataclasses.asdict(self)
-        return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in keep}
+        return {k: list(d[k]) if isinstance(d[k], tuple) else d[k]
+                for k in self.family_record.contract}
 
     def n_tokens(self, num_frames: int) -> int:
         """k, the number of tokens one clip of `num_frames` frames yields."""
-        a = self.arch
-        if self.family in ("swin3d", "swin3d_audio"):
-            pt, ph, pw = a["patch_size"]
-            t, h = math.ceil(num_frames / pt), math.ceil(self.crop / ph)
-            w = math.ceil(self.crop / pw)
-            for _ in range(len(a["depths"]) - 1):
-                h, w = math.ceil(h / 2), math.ceil(w / 2)
-            return t * h * w
-        if self.family == "ast":
-            p, s = a["patch_size"], a["patch_stride"]
-            return ((self.n_mels - p) // s + 1) * ((self.target_frames - p) // s + 1) + 2
-        if self.family == "convnet":  # each stride s: n -> ceil(n / s) (kernel 3, padding 1)
-            t, h = num_frames, self.crop
-            for st, sh, _ in a["strides"]:
-                t, h = math.ceil(t / st), math.ceil(h / sh)
-            return t * h * h
-        if self.family == "convnet_audio":  # one token per remaining time step
-            t = self.target_frames
-            for _, st in a["strides"]:
-                t = math.ceil(t / st)
-            return t
-        return num_frames
+        return self.family_record.n_tokens(self, num_frames)
 
 
 class Extractor(nn.Module):
@@ -111,17 +80,51 @@ class Extractor(nn.Module):
         return sd
 
 
-_BUILDERS: dict[str, Any] = {}
+@dataclass(frozen=True)
+class ExtractorFamily:
+    """What every variant of one architecture shares, kept next to its builder (timm's pattern):
+    callers ask the family instead of keeping tables keyed by family name."""
+
+    name: str
+    build: Callable[[ExtractorSpec], Extractor]
+    input_kind: str  # frames | mel_windows | fbank | layout (a key of extract.input_kinds)
+    modalities: tuple[str, ...]  # the modalities it reads ("frames" serves RGB and flow)
+    contract: tuple[str, ...]  # the ExtractorSpec fields of its input contract (provenance)
+    n_tokens: Callable[[ExtractorSpec, int], int]  # (spec, num_frames) -> k tokens per clip
+    grad_checkpointing: bool = False  # has transformer blocks to recompute in backward
+    no_weight_decay: tuple[str, ...] = ()  # suffixes of parameter names trained without decay
 
 
-def register_family(family: str):
-    """Decorator: the builder `(spec) -> Extractor` of one family."""
+_FAMILIES: dict[str, ExtractorFamily] = {}
+
+
+def register_family(family: str, *, input_kind: str, modalities: tuple[str, ...],
+                    contract: tuple[str, ...], n_tokens: Callable[[ExtractorSpec, int], int],
+                    grad_checkpointing: bool = False, no_weight_decay: tuple[str, ...] = ()):
+    """Decorator: the builder `(spec) -> Extractor` of one family, with the family's facts."""
 
     def deco(fn):
-        _BUILDERS[family] = fn
+        if family in _FAMILIES:
+            raise KeyError(f"extractor family {family!r} is registered twice")
+        _FAMILIES[family] = ExtractorFamily(family, fn, input_kind, tuple(modalities),
+                                            tuple(contract), n_tokens, grad_checkpointing,
+                                            tuple(no_weight_decay))
         return fn
 
     return deco
+
+
+def get_family(family: str) -> ExtractorFamily:
+    import mmkd.extract.extractors  # noqa: F401  (registers every family)
+
+    if family not in _FAMILIES:
+        raise MmkdError(f"unknown extractor family {family!r}. Known: {', '.join(sorted(_FAMILIES))}.")
+    return _FAMILIES[family]
+
+
+def tokens_per_frame(spec: ExtractorSpec, num_frames: int) -> int:
+    """One token per frame (layout families)."""
+    return num_frames
 
 
 def register_spec(spec: ExtractorSpec) -> ExtractorSpec:
@@ -154,7 +157,7 @@ def create_extractor(name: str, weights: str | Path | None = None, random_init: 
     if weights is not None and random_init:
         raise MmkdError(f"extractor {name}: --weights and --random-init exclude each other")
     torch.manual_seed(0)  # a requested random init is reproducible
-    model = _BUILDERS[spec.family](spec)
+    model = get_family(spec.family).build(spec)
     model.spec = spec
     if weights is not None:
         load_weights(model, Path(weights))

@@ -14,6 +14,8 @@ stage's stride. Padding keeps n positions at ceil(n / stride).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -54,12 +56,31 @@ class ConvNetExtractor(Extractor):
         return x.flatten(2).transpose(1, 2)
 
 
-@register_family("convnet")
+def convnet_tokens(spec: ExtractorSpec, num_frames: int) -> int:
+    """Each stride s: n -> ceil(n / s) (kernel 3, padding 1)."""
+    t, h = num_frames, spec.crop
+    for st, sh, _ in spec.arch["strides"]:
+        t, h = math.ceil(t / st), math.ceil(h / sh)
+    return t * h * h
+
+
+def convnet_audio_tokens(spec: ExtractorSpec, num_frames: int) -> int:
+    """One token per remaining time step."""
+    t = spec.target_frames
+    for _, st in spec.arch["strides"]:
+        t = math.ceil(t / st)
+    return t
+
+
+@register_family("convnet", input_kind="frames", modalities=("video", "flow"),
+                 contract=("crop", "resize", "mean", "std"), n_tokens=convnet_tokens)
 def _build(spec: ExtractorSpec) -> Extractor:
     return ConvNetExtractor(spec, audio=False)
 
 
-@register_family("convnet_audio")
+@register_family("convnet_audio", input_kind="fbank", modalities=("audio",),
+                 contract=("sample_rate", "n_mels", "frame_shift_ms", "target_frames"),
+                 n_tokens=convnet_audio_tokens)
 def _build_audio(spec: ExtractorSpec) -> Extractor:
     return ConvNetExtractor(spec, audio=True)
 

@@ -26,7 +26,13 @@ import torch
 from torch import nn
 
 from mmkd.errors import MmkdError
-from mmkd.extract.extractors.base import Extractor, ExtractorSpec, register_family, register_spec
+from mmkd.extract.extractors.base import (
+    Extractor,
+    ExtractorSpec,
+    register_family,
+    register_spec,
+    tokens_per_frame,
+)
 from mmkd.extract.readers.detection import PAD, VOCABULARIES
 
 LAYER_NORM_EPS = 1e-12
@@ -148,7 +154,9 @@ class STLTExtractor(Extractor):
         return out
 
 
-@register_family("stlt")
+@register_family("stlt", input_kind="layout", modalities=("detection",),
+                 contract=("max_objects", "vocabulary"), n_tokens=tokens_per_frame,
+                 grad_checkpointing=True)
 def _build(spec: ExtractorSpec) -> Extractor:
     return STLTExtractor(spec)
 

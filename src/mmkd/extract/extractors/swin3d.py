@@ -12,6 +12,7 @@ layout: `layers.{s}.blocks.{i}` -> `features.{2s}.{i}`, `layers.{s}.downsample` 
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -67,12 +68,27 @@ class Swin3dExtractor(Extractor):
         return {f"backbone.{k}": v for k, v in sd.items() if not _HEAD_KEYS.match(k)}
 
 
-@register_family("swin3d")
+def swin_tokens(spec: ExtractorSpec, num_frames: int) -> int:
+    """Patch grid of the clip, halved in space by each patch merging after the first stage."""
+    pt, ph, pw = spec.arch["patch_size"]
+    t, h, w = math.ceil(num_frames / pt), math.ceil(spec.crop / ph), math.ceil(spec.crop / pw)
+    for _ in range(len(spec.arch["depths"]) - 1):
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    return t * h * w
+
+
+_SWIN = dict(n_tokens=swin_tokens, grad_checkpointing=True,
+             no_weight_decay=("relative_position_bias_table",))
+
+
+@register_family("swin3d", input_kind="frames", modalities=("video", "flow"),
+                 contract=("crop", "resize", "mean", "std"), **_SWIN)
 def _build(spec: ExtractorSpec) -> Extractor:
     return Swin3dExtractor(spec)
 
 
-@register_family("swin3d_audio")
+@register_family("swin3d_audio", input_kind="mel_windows", modalities=("audio",),
+                 contract=("crop", "sample_rate", "n_mels", "frame_shift_ms", "window_s"), **_SWIN)
 def _build_audio(spec: ExtractorSpec) -> Extractor:
     return Swin3dExtractor(spec)
 

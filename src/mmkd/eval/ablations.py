@@ -1,4 +1,5 @@
-"""Ablations trained from the cache: token reduction (Tab. 4) and missing-modality strategies (Tab. B.1).
+"""Ablation tables from the cache: token reduction (Tab. 4) and missing-modality strategies (Tab. B.1);
+the training runs behind each row are in `ablation_runs.py`.
 
 Token reduction. The cache holds, per sample and modality, the extractor's k tokens after the
 extraction-time Θ-Average (`held` = min(k, Θ_extract) tokens). A variant can only be built from
@@ -23,17 +24,20 @@ table adds each method's rank per subset and the average rank (Tab. B.2).
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmkd import config as C
 from mmkd.eval import metrics
+from mmkd.eval.ablation_runs import (
+    STRATEGY_ROWS,
+    AblationContext,
+    fusion_gflops,
+    scaled_recipe,
+    train_strategy,
+    train_token_variant,
+)
 from mmkd.eval.reports import Table
 from mmkd.eval.token_variants import (
     TokenVariant,
@@ -46,42 +50,16 @@ from mmkd.subsets import modality_subsets, subset_label
 PAPER_THETAS = ["none", "500", "300", "100"]
 
 
-@dataclass
-class AblationContext:
-    """What both ablations need from the run."""
-
-    run_dir: Path
-    cache_path: Path
-    cfg: C.RunConfig
-    split: str
-    device: str
-    epochs: int | None = None  # None: the recipe's epochs
-
-
-def _recipe(recipe: C.RecipeConfig, epochs: int | None) -> C.RecipeConfig:
-    """The recipe with another epoch count; the warm-up keeps its share of the schedule."""
-    r = copy.deepcopy(recipe)
-    if epochs is not None:
-        r.train.warmup_epochs = r.train.warmup_epochs * epochs / r.train.epochs
-        r.train.epochs = epochs
-    return r
-
-
 def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list[str],
                        progress: Callable[[int], None] | None = None) -> Table:
     """Tab. 4 from the cache: train the teacher recipe on each possible token variant."""
-    import mmkd.models  # noqa: F401
-    import mmkd.train.methods  # noqa: F401
     from mmkd.cache import Cache
     from mmkd.cache.loader import CacheBatches
     from mmkd.eval.inference import Condition, predict
-    from mmkd.registry import models
-    from mmkd.train import checkpoint as ckpt
-    from mmkd.train.runs import VAL_SPLIT, build_task, fit_run
     from mmkd.train.stage2 import resolve_features
 
     cache = Cache.open(ctx.cache_path, mode="r")
-    recipe = _recipe(ctx.cfg.teacher, ctx.epochs)
+    recipe = scaled_recipe(ctx.cfg.teacher, ctx.epochs)
     features = resolve_features(cache, recipe.extractors, modalities, "teacher")
     heads = {h: cache.heads[h] for h in ctx.cfg.data.heads}
     readers = {m: cache.feature_reader(m, e) for m, e in features.items()}
@@ -110,27 +88,9 @@ def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list
         if not v.possible:
             rows.append(row)
             continue
-        tcfg = recipe.train
-        seed = tcfg.seed
-        train_b = TransformedBatches(CacheBatches(cache, features, "train", tcfg.batch_size,
-                                                  shuffle=True, seed=seed),
-                                     token_transform(v, seed, train=True))
-        val_b = (TransformedBatches(CacheBatches(cache, features, VAL_SPLIT, tcfg.batch_size,
-                                                 shuffle=False, seed=seed),
-                                    token_transform(v, seed, train=False))
-                 if VAL_SPLIT in set(cache.splits.tolist()) else None)
         shapes = {m: (v.target, readers[m].dim) for m in modalities}
-        task = build_task("teacher", ctx.cfg, tcfg, cache.n,
-                          functools.partial(models.get("teacher"), recipe.fusion, shapes, heads),
-                          recipe.fusion.missing_strategy)
-        out_dir = ctx.run_dir / "ablations" / "tokens" / v.name
-        provenance = {m: cache.feature_provenance(m, e) for m, e in features.items()}
-        meta = {"kind": "ablation-tokens", "variant": v.name, "status": v.status,
-                "features": features, "modalities": modalities, "heads": heads}
-        fit_run(task, train_b, val_b, tcfg, ctx.cfg, out_dir, meta,
-                {**meta, "manifest": cache.manifest_hash, "provenance": provenance},
-                ctx.device, None, True, 0)
-        best, _ = ckpt.load_model(out_dir, map_location=ctx.device)
+        best = train_token_variant(ctx, recipe, cache, features, heads, shapes, v)
+        seed = recipe.train.seed
         eval_b = TransformedBatches(CacheBatches(cache, features, ctx.split, 64, shuffle=False,
                                                  seed=seed), token_transform(v, seed, train=False))
         full = Condition("all", np.ones((len(split_idx), len(modalities)), dtype=bool))
@@ -155,29 +115,6 @@ def run_token_ablation(ctx: AblationContext, modalities: list[str], thetas: list
                "MH-MLP (FlopCounterMode)"])
 
 
-def fusion_gflops(model: Any, shapes: dict[str, tuple[int, int]], device: str) -> dict[str, float]:
-    """GFLOPs of one sample through the fusion block + MH-MLP, all modalities present."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    tokens = {m: torch.zeros(1, k, d, device=device) for m, (k, d) in shapes.items()}
-    present = {m: torch.ones(1, dtype=torch.bool, device=device) for m in shapes}
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(tokens, present)
-    return {"fusion GFLOPs": counter.get_total_flops() / 1e9}
-
-
-STRATEGY_ROWS = [  # (output dir, method, missing strategy, label as in Tab. B.1)
-    ("baseline", "baseline", "none", "Baseline"),
-    ("dropout-none", "baseline-delta", "none", "Baseline w/ mod. drop."),
-    ("dropout-B1", "baseline-delta", "B1", "Baseline w/ mod. drop. + Eq. B.1"),
-    ("dropout-B2", "baseline-delta", "B2", "Baseline w/ mod. drop. + Eq. B.2"),
-    ("dropout-B3", "baseline-delta", "B3", "Baseline w/ mod. drop. + Eq. B.3"),
-    ("dropout-B4", "baseline-delta", "B4", "Baseline w/ mod. drop. + Eq. B.4"),
-    ("dropout-B5", "baseline-delta", "B5", "Baseline w/ mod. drop. + Eq. B.5 (δ)"),
-]
-
-
 def run_strategy_ablation(ctx: AblationContext,
                           progress: Callable[[int], None] | None = None) -> list[Table]:
     """Tab. B.1 / B.2: train each missing-modality strategy, evaluate on every subset."""
@@ -185,8 +122,6 @@ def run_strategy_ablation(ctx: AblationContext,
     from mmkd.cache.loader import CacheBatches
     from mmkd.eval.inference import predict
     from mmkd.eval.protocols import build_conditions, subset_key
-    from mmkd.train import checkpoint as ckpt
-    from mmkd.train.stage2 import distill
 
     mods = list(ctx.cfg.data.modalities)
     cache = Cache.open(ctx.cache_path, mode="r")
@@ -197,12 +132,7 @@ def run_strategy_ablation(ctx: AblationContext,
     subsets = modality_subsets(mods)
     results: dict[str, dict[str, float]] = {}
     for out_name, method, strategy, label in STRATEGY_ROWS:
-        cfg = copy.deepcopy(ctx.cfg)
-        cfg.student = _recipe(cfg.student, ctx.epochs)
-        cfg.student.fusion.missing_strategy = strategy
-        out_dir = ctx.run_dir / "ablations" / "strategies" / out_name
-        distill(ctx.cache_path, cfg, out_dir, method=method, modalities=mods, device=ctx.device)
-        model, meta = ckpt.load_model(out_dir, map_location=ctx.device)
+        model, meta = train_strategy(ctx, out_name, method, strategy)
         conds = build_conditions(mods, len(split_idx), ["subsets"], [], [])
         batches = CacheBatches(cache, meta["features"], ctx.split, 64, shuffle=False, seed=0)
         preds = predict(model, mods, heads, batches, split_idx, conds, ctx.device)
@@ -221,7 +151,7 @@ def run_strategy_ablation(ctx: AblationContext,
     rank_rows = [{"method": lab, **ranks[lab],
                   "average rank": float(np.mean([ranks[lab][c] for c in cols]))}
                  for lab in results]
-    epochs = _recipe(ctx.cfg.student, ctx.epochs).train.epochs
+    epochs = scaled_recipe(ctx.cfg.student, ctx.epochs).train.epochs
     note = (f"student recipe, {epochs} epochs, CE only; modality dropout "
             f"p={ctx.cfg.student.train.modality_dropout} except Baseline; split {ctx.split}")
     return [

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmkd.eval import efficiency
-from mmkd.eval.ablations import fusion_gflops
+from mmkd.eval.ablation_runs import fusion_gflops
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux-only")
 

@@ -40,7 +40,6 @@ FORMAT, VERSION = "mmkd-boxes", 1
 STORE_NAME = "boxes.h5"  # default store file name, next to the manifest it serves
 STORE_SUFFIXES = (".h5", ".hdf5")
 _FLUSH_BYTES = 16 << 20  # compressed blobs buffered before one write
-_READ_BYTES = 1 << 20  # JSON read size
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from mmkd import rundir
 from mmkd.errors import MmkdError
 
 STUDENT_METHODS = ("karmma", "baseline", "baseline-delta")
-STUDENT_SEEDS = (0, 1, 2)  # the students' training seeds; the teacher trains once
 COMPARED = ("karmma", "baseline-delta")  # the demo's question: does KARMMA_S beat Baseline w/ δ?
 
 
@@ -210,16 +209,13 @@ def train(p: DemoPaths, cfg: C.RunConfig, name: str, seed: int | None, report: A
                    progress=report.event)
 
 
-def _pct(cell: Any) -> str:
+def _pct(cell: Any, digits: int = 1) -> str:
+    """A table cell as a percentage: mean ± std over seeds, or a single run's value."""
     from mmkd.eval.reports import MeanStd
 
-    return f"{cell.mean:.1f} ± {cell.std:.1f}%" if isinstance(cell, MeanStd) else f"{cell:.1f}%"
-
-
-def _kept(cell: Any) -> str:
-    from mmkd.eval.reports import MeanStd
-
-    return f"{cell.mean:.1f} ± {cell.std:.1f} %" if isinstance(cell, MeanStd) else f"{cell:.0f}%"
+    if isinstance(cell, MeanStd):
+        return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}%"
+    return f"{cell:.{digits}f}%"
 
 
 def findings(reports_dir: Path, metric: str = "action") -> list[str]:
@@ -240,7 +236,7 @@ def findings(reports_dir: Path, metric: str = "action") -> list[str]:
         gone = "+".join(set(full.split("+")) - set(rest.split("+")))
         gone = {letter: m for m, letter in LETTERS.items()}.get(gone, gone)
         out.append(f"without {gone} ({rest}): " + ", ".join(
-            f"{r['method']} {_pct(r[rest])}" + (f" (keeps {_kept(r['kept (%)'])})"
+            f"{r['method']} {_pct(r[rest])}" + (f" (keeps {_pct(r['kept (%)'], 0)})"
                                                 if r["kept (%)"] is not None else "")
             for r in robust.rows))
     compare_path = reports_dir / f"compare_{COMPARED[0]}_vs_{COMPARED[1]}.json"

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from mmkd import config as C
-from mmkd.errors import MmkdError
+from mmkd.errors import ConfigError, MmkdError
 from mmkd.registry import methods
 from mmkd.train import distributed as D
 from mmkd.train.loop import FitResult, ProgressFn, fit
@@ -56,10 +56,9 @@ def config_fingerprint(**parts: Any) -> str:
 
 def method_class(name: str, cfg: C.RunConfig):
     """The registered method and its typed config (defaults + `methods.<name>` of the run)."""
-    unknown = sorted(set(cfg.methods) - set(methods.list()))
-    if unknown:
-        raise MmkdError(f"methods.{unknown[0]} in mmkd.yaml: no such method (known: "
-                        f"{', '.join(methods.list())})")
+    problems = C.method_problems(cfg)  # every `methods.*` section, not only this method's
+    if problems:
+        raise ConfigError(problems)
     cls = methods.get(name)
     return cls, cls.config_from(cfg)
 

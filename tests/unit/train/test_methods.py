@@ -67,7 +67,7 @@ def test_method_config_from_the_run_and_its_errors():
         method_class("karmma", C.apply_overrides(cfg, ["methods.karmma.lambda=1"]))
     with pytest.raises(ConfigError, match=r"methods\.teacher\.tau = 0.0: must be > 0"):
         method_class("teacher", C.apply_overrides(cfg, ["methods.teacher.tau=0"]))
-    with pytest.raises(MmkdError, match="methods.karma in mmkd.yaml: no such method"):
+    with pytest.raises(MmkdError, match="methods.karma: no such method"):
         method_class("karmma", C.apply_overrides(cfg, ["methods.karma.gamma=1"]))
 
 
